@@ -1,0 +1,234 @@
+"""The PJSUA2 library on its own thread.
+
+PJSUA2 is not asyncio-aware and its objects must be used from threads it knows. The
+engine owns one ``pj.Endpoint`` on a dedicated thread that alternates between
+``libHandleEvents`` (SIP timers and sockets) and a queue of jobs submitted from the
+event loop. Every PJSUA2 call and every SIP callback therefore happens on that one
+thread, so Python-side state touched by callbacks needs no locks; results and events
+hop back to the asyncio loop with ``call_soon_threadsafe``. The loop never blocks on
+PJSIP. Media callbacks (``AudioMediaPort``) run on PJMEDIA's clock thread instead and
+only touch thread-safe buffers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import functools
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pjsua2 as pj
+
+from callfleet.sip.errors import SipError
+
+log = logging.getLogger(__name__)
+pjsip_log = logging.getLogger("callfleet.sip.pjsip")
+
+T = TypeVar("T")
+
+#: How long one ``libHandleEvents`` may wait for SIP traffic before the job queue is
+#: checked again; bounds the latency of a submitted job.
+POLL_MS = 5
+
+_PJ_LEVELS = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO}
+
+
+class _LogWriter(pj.LogWriter):  # type: ignore[misc]
+    """Forwards PJSIP's log lines into Python logging."""
+
+    def write(self, entry: Any) -> None:
+        pjsip_log.log(_PJ_LEVELS.get(entry.level, logging.DEBUG), "%s", entry.msg.rstrip())
+
+
+def binding_max_calls() -> int:
+    """``PJSUA_MAX_CALLS`` of the loaded PJSIP build, read from the library itself
+    (``pjsua_call_get_max_count`` returns the configured limit, already cut to the
+    compile-time maximum). Only meaningful after ``libInit``."""
+    return int(_library().pjsua_call_get_max_count())
+
+
+@functools.cache
+def _library() -> ctypes.CDLL:
+    """The loaded PJSIP build, for the few C functions the SWIG binding does not wrap."""
+    lib = ctypes.CDLL(pj.pjsua2._pjsua2.__file__)
+    lib.pjsua_call_get_max_count.restype = ctypes.c_uint
+    lib.pjsua_call_get_count.restype = ctypes.c_uint
+    lib.pjsip_tsx_set_timers.argtypes = [ctypes.c_uint] * 4
+    return lib
+
+
+def set_transaction_timeout(timeout_s: float) -> None:
+    """PJSIP's transaction timeout (RFC 3261 Timer B/F, 64*T1 = 32 s by default): how long
+    an INVITE that got no response at all keeps its call slot before failing with 408."""
+    _library().pjsip_tsx_set_timers(0, 0, 0, int(timeout_s * 1000))  # 0 keeps T1, T2, T4
+
+
+def pjsua_call_count() -> int:
+    """Call slots PJSUA has in use right now (ended calls free theirs shortly after)."""
+    return int(_library().pjsua_call_get_count())
+
+
+def destroy_swig(obj: Any) -> None:
+    """Run a PJSUA2 object's C++ destructor now, on this thread. The SWIG delete wrapper
+    disowns the proxy, so the later garbage collection of the Python object is a no-op."""
+    if obj.thisown:
+        type(obj).__swig_destroy__(obj)
+    obj.destroyed = True
+
+
+def pj_error(message: str, exc: BaseException) -> SipError:
+    """A ``SipError`` carrying PJSIP's own reason and status."""
+    status = getattr(exc, "status", None)
+    reason = getattr(exc, "reason", None) or str(exc)
+    return SipError(f"{message}: {reason}", status=status)
+
+
+class PjEngine:
+    """Runs ``setup`` (creating the library) and then jobs on one thread."""
+
+    def __init__(self, name: str = "pjsip") -> None:
+        self._name = name
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._setup_error: BaseException | None = None
+        self._stopped = threading.Event()
+        self.ep: Any = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        #: Called on the engine thread after each poll (housekeeping: reap ended calls).
+        self.after_poll: list[Callable[[], None]] = []
+
+    @property
+    def thread_ident(self) -> int | None:
+        return self._thread.ident if self._thread else None
+
+    def on_thread(self) -> bool:
+        return threading.get_ident() == self.thread_ident
+
+    def start(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        setup: Callable[[Any], None],
+        teardown: Callable[[Any], None],
+        timeout_s: float = 10.0,
+    ) -> None:
+        """Start the thread; ``setup(ep)`` runs first on it (libCreate/libInit/transports).
+        Blocks until setup is done: call it from an executor, not the loop."""
+        self.loop = loop
+        self._thread = threading.Thread(
+            target=self._run, args=(setup, teardown), name=self._name, daemon=True
+        )
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            raise SipError(f"PJSIP did not start within {timeout_s} s")
+        if self._setup_error is not None:
+            raise self._setup_error
+
+    def _run(self, setup: Callable[[Any], None], teardown: Callable[[Any], None]) -> None:
+        ep = pj.Endpoint()
+        self.ep = ep
+        try:
+            ep.libCreate()
+            setup(ep)
+        except BaseException as e:  # reported to start(), which raises it on the caller
+            self._setup_error = e if isinstance(e, SipError) else pj_error("PJSIP setup", e)
+            self._ready.set()
+            self._safe_destroy(ep)
+            return
+        self._ready.set()
+        try:
+            while True:
+                ep.libHandleEvents(POLL_MS)
+                if not self._drain():
+                    break
+                for hook in self.after_poll:
+                    hook()
+        finally:
+            try:
+                teardown(ep)
+            except Exception:
+                log.exception("PJSIP teardown failed")
+            self._safe_destroy(ep)
+            self._stopped.set()
+
+    def _drain(self) -> bool:
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return True
+            if job is None:
+                return False
+            job()
+
+    @staticmethod
+    def _safe_destroy(ep: Any) -> None:
+        try:
+            ep.libDestroy()
+        except Exception:
+            log.exception("libDestroy failed")
+
+    def handle_events(self, ms: int) -> None:
+        """Poll PJSIP from a job (used while tearing down)."""
+        assert self.ep is not None
+        self.ep.libHandleEvents(ms)
+
+    def post(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the engine thread; errors are logged."""
+
+        def job() -> None:
+            try:
+                fn()
+            except Exception:
+                log.exception("PJSIP job failed")
+
+        self._jobs.put(job)
+
+    def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        """Run ``fn`` on the engine thread; its result or exception lands in the future."""
+        loop = self.loop
+        assert loop is not None, "engine not started"
+        fut: asyncio.Future[T] = loop.create_future()
+
+        def job() -> None:
+            try:
+                result = fn()
+            except BaseException as e:
+                loop.call_soon_threadsafe(_set_exception, fut, e)
+            else:
+                loop.call_soon_threadsafe(_set_result, fut, result)
+
+        if self._stopped.is_set():
+            fut.set_exception(SipError("SIP endpoint is stopped"))
+        else:
+            self._jobs.put(job)
+        return fut
+
+    def to_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        """From the engine (or media) thread: run ``fn(*args)`` on the asyncio loop."""
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(fn, *args)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Ask the thread to tear down and wait for it (blocking: use an executor)."""
+        if self._thread is None:
+            return
+        self._jobs.put(None)
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.error("PJSIP thread did not stop within %s s", timeout_s)
+
+
+def _set_result(fut: asyncio.Future[T], value: T) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _set_exception(fut: asyncio.Future[Any], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)

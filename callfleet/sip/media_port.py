@@ -1,0 +1,202 @@
+"""PCM in and out of a call through a PJSUA2 ``AudioMediaPort``.
+
+The conference bridge's clock thread calls ``onFrameReceived`` with what the far end
+said and ``onFrameRequested`` for what we say, once per 20 ms tick. Both callbacks stay
+tiny: received PCM is copied out (see ``framecopy``) and handed to the asyncio loop;
+outgoing PCM is pulled from a ``PlayoutBuffer`` that the loop fills.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import numpy as np
+import pjsua2 as pj
+
+from callfleet.media.frame import FRAME_MS, PCM16, AudioFrame, samples_per_frame
+from callfleet.media.playout import PlayoutBuffer
+from callfleet.media.resample import Resampler
+from callfleet.media.wav import WavWriter
+from callfleet.sip.framecopy import read_pcm16, write_pcm16
+
+log = logging.getLogger(__name__)
+
+#: Received frames buffered for a slow consumer before the oldest are dropped (10 s).
+MAX_QUEUED_IN_FRAMES = 500
+
+
+class CallMediaPort(pj.AudioMediaPort):  # type: ignore[misc]
+    """Runs on the clock thread. ``deliver(samples, sent, captured_at)`` is posted to
+    the loop for every received frame; ``sent`` is what we played on the same tick."""
+
+    def __init__(
+        self,
+        sample_rate: int,
+        playout: PlayoutBuffer,
+        deliver: Callable[[PCM16, PCM16 | None, float], None],
+        to_loop: Callable[..., None],
+    ) -> None:
+        super().__init__()
+        self.destroyed = False
+        self.sample_rate = sample_rate
+        self._playout = playout
+        self._deliver = deliver
+        self._to_loop = to_loop
+        self._last_sent: PCM16 | None = None
+        self._frame_bytes = samples_per_frame(sample_rate) * 2
+        self.ticks_in = 0
+        self.ticks_out = 0
+
+    def create(self, name: str) -> None:
+        fmt = pj.MediaFormatAudio()
+        fmt.init(pj.PJMEDIA_FORMAT_PCM, self.sample_rate, 1, FRAME_MS * 1000, 16)
+        self.createPort(name, fmt)
+
+    def onFrameRequested(self, frame: Any) -> None:  # noqa: N802 (PJSUA2 name)
+        self.ticks_out += 1
+        samples = self._playout.pull()
+        self._last_sent = samples
+        if samples is None:
+            frame.type = pj.PJMEDIA_FRAME_TYPE_NONE
+            return
+        frame.type = pj.PJMEDIA_FRAME_TYPE_AUDIO
+        write_pcm16(frame.buf, samples)
+        frame.size = len(samples) * 2
+
+    def onFrameReceived(self, frame: Any) -> None:  # noqa: N802 (PJSUA2 name)
+        self.ticks_in += 1
+        captured_at = time.perf_counter()
+        if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size == self._frame_bytes:
+            samples = read_pcm16(frame.buf)
+        else:  # no audio this tick (silence suppressed, hold): keep the timeline whole
+            samples = np.zeros(self._frame_bytes // 2, np.int16)
+        self._to_loop(self._deliver, samples, self._last_sent, captured_at)
+
+
+class AudioInput:
+    """What the far end says, as an async iterator of 20 ms ``AudioFrame``s.
+
+    One consumer reads it (``async for frame in call.audio_in``); iteration ends when
+    the call ends. A consumer that falls more than ``MAX_QUEUED_IN_FRAMES`` behind loses
+    the oldest frames (counted in ``dropped``) rather than growing memory.
+    """
+
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
+        self._frames: deque[AudioFrame] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        self.dropped = 0
+        self.received = 0
+
+    def put(self, frame: AudioFrame) -> None:
+        if self._closed:
+            return
+        self.received += 1
+        if len(self._frames) >= MAX_QUEUED_IN_FRAMES:
+            self._frames.popleft()
+            self.dropped += 1
+        self._frames.append(frame)
+        self._wake()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def __aiter__(self) -> AsyncIterator[AudioFrame]:
+        return self
+
+    async def __anext__(self) -> AudioFrame:
+        while not self._frames:
+            if self._closed:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+            self._waiter = None
+        return self._frames.popleft()
+
+    def drain(self) -> list[AudioFrame]:
+        """Everything queued now, without waiting."""
+        frames = list(self._frames)
+        self._frames.clear()
+        return frames
+
+
+class AudioOutput:
+    """What we say: frames are queued and played out paced by the media clock.
+
+    ``write`` accepts any sample rate (resampled to the call's rate). ``clear()`` drops
+    all queued audio before the next tick (barge-in). ``wait_played()`` resolves when
+    everything written so far has gone out, or the queue was cleared.
+    """
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self.buffer = PlayoutBuffer(sample_rate, samples_per_frame(sample_rate))
+        self._resamplers: dict[int, Resampler] = {}
+
+    def write(self, frame: AudioFrame | PCM16, sample_rate: int | None = None) -> None:
+        if isinstance(frame, AudioFrame):
+            samples, rate = frame.samples, frame.sample_rate
+        else:
+            samples, rate = frame, sample_rate or self.sample_rate
+        if rate != self.sample_rate:
+            resampler = self._resamplers.get(rate)
+            if resampler is None:
+                resampler = self._resamplers[rate] = Resampler(rate, self.sample_rate)
+            samples = resampler.process(samples)
+        self.buffer.push(samples)
+
+    def finish(self) -> None:
+        """The current utterance is complete: running dry is no longer an underrun."""
+        for rate, resampler in self._resamplers.items():
+            tail = resampler.flush()
+            if len(tail):
+                self.buffer.push(tail)
+            self._resamplers[rate] = Resampler(rate, self.sample_rate)
+        self.buffer.finish()
+
+    def clear(self) -> int:
+        """Drop queued audio; returns the milliseconds dropped."""
+        dropped = self.buffer.clear()
+        return dropped * 1000 // self.sample_rate
+
+    @property
+    def queued_ms(self) -> float:
+        return self.buffer.queued_s * 1000
+
+    async def wait_played(self, poll_s: float = FRAME_MS / 1000) -> bool:
+        """Wait until the queue is empty; ``False`` if it was cleared meanwhile."""
+        generation = self.buffer.generation
+        while self.buffer.queued_samples:
+            if self.buffer.generation != generation:
+                return False
+            await asyncio.sleep(poll_s)
+        return self.buffer.generation == generation
+
+
+class StereoRecorder:
+    """Both directions of a call to one WAV file: left = far end, right = us."""
+
+    def __init__(self, path: str, sample_rate: int) -> None:
+        self.path = path
+        self._writer = WavWriter(path, sample_rate, channels=2)
+
+    def write(self, received: PCM16, sent: PCM16 | None) -> None:
+        frame = np.zeros((len(received), 2), np.int16)
+        frame[:, 0] = received
+        if sent is not None and len(sent) == len(received):
+            frame[:, 1] = sent
+        self._writer.write(frame)
+
+    def close(self) -> None:
+        self._writer.close()
