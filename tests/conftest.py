@@ -29,9 +29,22 @@ def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     cert, key = d / "cert.pem", d / "key.pem"
     subprocess.run(
         [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-            "-keyout", str(key), "-out", str(cert),
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
         ],
         check=True,
         capture_output=True,
@@ -66,11 +79,8 @@ async def clean_endpoint(endpoint: SipEndpoint) -> AsyncIterator[SipEndpoint]:
     live = [c for c in endpoint.calls if not c.is_ended]
     await asyncio.gather(*(c.hangup() for c in live))
     endpoint.on_incoming(None)  # type: ignore[arg-type]
-    assert endpoint.active_calls == 0, f"calls left up: {endpoint.calls}"
-    for _ in range(50):  # PJSIP frees a slot a poll or two after the call ended
-        if await endpoint.pjsip_call_slots() == 0:
-            break
-        await asyncio.sleep(0.02)
+    assert not [c for c in endpoint.calls if not c.is_ended], f"calls left up: {endpoint.calls}"
+    await endpoint.wait_idle(2.0)  # PJSIP frees a slot a poll or two after the call ended
     assert await endpoint.pjsip_call_slots() == 0, "PJSIP still holds call slots"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
@@ -20,13 +21,24 @@ from callfleet.media.frame import PCM16
 class PlayoutBuffer:
     """FIFO of int16 samples at one ``sample_rate``, pulled ``frame_samples`` at a time."""
 
-    def __init__(self, sample_rate: int, frame_samples: int, *, max_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        sample_rate: int,
+        frame_samples: int,
+        *,
+        max_s: float = 600.0,
+        on_empty: Callable[[], None] | None = None,
+    ) -> None:
+        """``on_empty`` is called (on the puller's thread, outside the lock) each time a
+        pull takes the last queued samples, so a waiter can learn that playout is done
+        without polling."""
         self.sample_rate = sample_rate
         self.frame_samples = frame_samples
         self._max_samples = int(max_s * sample_rate)
         self._chunks: deque[PCM16] = deque()
         self._queued = 0
         self._lock = threading.Lock()
+        self.on_empty = on_empty
         self._silence = np.zeros(frame_samples, np.int16)
         #: Ticks that found too little audio while a producer was mid-stream (between its
         #: first ``push`` and ``finish``/``clear``): an audible gap.
@@ -100,4 +112,7 @@ class PlayoutBuffer:
                 out[filled:] = 0
                 if self._streaming:
                     self.underruns += 1
-            return out
+            emptied = self._queued == 0
+        if emptied and self.on_empty is not None:
+            self.on_empty()
+        return out

@@ -144,7 +144,7 @@ class Call(EventEmitter):
 
     async def wait_answered(self, timeout_s: float | None = None) -> bool:
         """``True`` once answered; ``False`` if the call ended unanswered."""
-        waiters = [self._answered, self._ended]
+        waiters: list[asyncio.Future[Any]] = [self._answered, self._ended]
         done, _ = await asyncio.wait(
             waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
         )
@@ -202,6 +202,8 @@ class Call(EventEmitter):
         self.ended_at = time.monotonic()
         self.state = CallState.ENDED
         self.audio_in.close()
+        if self.audio_out is not None:
+            self.audio_out.close()
         if self._recorder is not None:
             self._recorder.close()
             self._recorder = None
@@ -445,7 +447,9 @@ class Call(EventEmitter):
         try:
             result = await asyncio.wait_for(asyncio.shield(self._transfer), timeout_s)
         except TimeoutError as e:
-            raise TransferError(f"call {self.id}: {what} got no final NOTIFY in {timeout_s} s") from e
+            raise TransferError(
+                f"call {self.id}: {what} got no final NOTIFY in {timeout_s} s"
+            ) from e
         if not result.ok:
             raise TransferError(
                 f"call {self.id}: {what} failed: {result.status_code} {result.reason}",
@@ -483,7 +487,8 @@ class Call(EventEmitter):
                 playout_underruns=output.buffer.underruns if output else 0,
             )
 
-        return await self._pj("read RTP stats", do)  # type: ignore[no-any-return]
+        result: RtpStats = await self._pj("read RTP stats", do)
+        return result
 
     def start_recording(self, path: str) -> None:
         """Record both directions to a stereo WAV (left: far end, right: us)."""

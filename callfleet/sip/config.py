@@ -22,6 +22,11 @@ class Transport(StrEnum):
     TLS = "tls"
 
 
+def _as_uri(value: str) -> str:
+    """``host[:port]`` or a SIP URI, as a SIP URI."""
+    return value if value.lower().startswith(("sip:", "sips:")) else f"sip:{value}"
+
+
 @dataclass(frozen=True, slots=True)
 class TransportSpec:
     """One listening SIP transport.
@@ -41,6 +46,7 @@ class TransportSpec:
     tls_verify_server: bool = False
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", Transport(self.kind))
         if not 0 <= self.port < 65536:
             raise ValueError(f"transport port must be 0-65535, got {self.port}")
         if self.kind is not Transport.TLS and (self.tls_cert_file or self.tls_key_file):
@@ -75,6 +81,10 @@ class Trunk:
     headers: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Accept plain strings from config files ("tcp", "sip_info") for the enums.
+        object.__setattr__(self, "transport", Transport(self.transport))
+        object.__setattr__(self, "dtmf_method", DtmfMethod(self.dtmf_method))
+        object.__setattr__(self, "codecs", tuple(self.codecs))
         if not self.name:
             raise ValueError("trunk name must not be empty")
         validate_hostport(self.host, f"trunk {self.name!r} host")
@@ -98,7 +108,7 @@ class Trunk:
         for uri_field in ("registrar", "outbound_proxy"):
             value = getattr(self, uri_field)
             if value is not None:
-                SipUri.parse(value if value.startswith("sip") else f"sip:{value}")
+                SipUri.parse(_as_uri(value))
         for name, value in self.headers.items():
             if not name or any(c in name for c in ": \r\n") or any(c in value for c in "\r\n"):
                 raise ValueError(f"trunk {self.name!r} header {name!r} is not a valid SIP header")
@@ -112,16 +122,14 @@ class Trunk:
         return f"sip:{user}{self.host}"
 
     def registrar_uri(self) -> str:
-        base = self.registrar or self.host
-        uri = base if base.startswith("sip") else f"sip:{base}"
-        return str(SipUri.parse(uri).with_transport(self.uri_transport))
+        return str(
+            SipUri.parse(_as_uri(self.registrar or self.host)).with_transport(self.uri_transport)
+        )
 
     def proxy_uri(self) -> str | None:
         if self.outbound_proxy is None:
             return None
-        uri = self.outbound_proxy
-        uri = uri if uri.startswith("sip") else f"sip:{uri}"
-        return f"{SipUri.parse(uri).with_transport(self.uri_transport)};lr"
+        return f"{SipUri.parse(_as_uri(self.outbound_proxy)).with_transport(self.uri_transport)};lr"
 
 
 @dataclass(frozen=True, slots=True)

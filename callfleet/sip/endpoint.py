@@ -95,6 +95,7 @@ class SipEndpoint:
         self._retired_ports: list[tuple[float, CallMediaPort]] = []
         self._incoming: IncomingHandler | None = None
         self._pj_slots = 0  # PJSIP's call slots in use, refreshed after every poll
+        self._idle = asyncio.Event()
         self._registrations: dict[str, Registration] = {}
         self._reg_waiters: dict[str, asyncio.Future[Registration]] = {}
         self._log_writer = _LogWriter()
@@ -109,9 +110,7 @@ class SipEndpoint:
             return
         loop = asyncio.get_running_loop()
         self.engine.after_poll.append(self._pj_housekeeping)
-        await loop.run_in_executor(
-            None, self.engine.start, loop, self._pj_setup, self._pj_teardown
-        )
+        await loop.run_in_executor(None, self.engine.start, loop, self._pj_setup, self._pj_teardown)
         self._started = True
         log.info(
             "SIP endpoint up: capacity %d calls, transports %s",
@@ -407,9 +406,7 @@ class SipEndpoint:
         # a poll or two after DISCONNECTED; a slot we count as free may still be busy.
         for attempt in range(SLOT_RELEASE_RETRIES + 1):
             try:
-                await self.engine.submit(
-                    lambda: self._pj_make_call(pjcall, uri, from_uri, headers)
-                )
+                await self.engine.submit(lambda: self._pj_make_call(pjcall, uri, from_uri, headers))
                 return
             except pj.Error as e:
                 if e.status != PJ_ETOOMANY or attempt == SLOT_RELEASE_RETRIES:
@@ -486,9 +483,7 @@ class SipEndpoint:
             headers=head.flat_headers() if head else {},
             source=source,
         )
-        call.log.info(
-            "call %s incoming from %s to %s", call.id, incoming.caller, incoming.callee
-        )
+        call.log.info("call %s incoming from %s to %s", call.id, incoming.caller, incoming.callee)
         if self._incoming is None:
             self._spawn(call.reject(480))
             return
@@ -583,7 +578,10 @@ class SipEndpoint:
         call is destroyed explicitly here, right after the poll that ended it. Ports are
         kept a little longer: the clock thread applies disconnections on its next tick.
         """
-        self._pj_slots = pjsua_call_count()
+        slots = pjsua_call_count()
+        if slots != self._pj_slots:
+            self._pj_slots = slots
+            self.engine.to_loop(self._check_idle)
         if self._pj_dead:
             dead, self._pj_dead = self._pj_dead, []
             for pjcall in dead:
@@ -601,3 +599,15 @@ class SipEndpoint:
 
     def _forget(self, call: Call) -> None:
         self._calls.pop(call.id, None)
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if self.active_calls == 0:
+            self._idle.set()
+        else:
+            self._idle.clear()
+
+    async def wait_idle(self, timeout_s: float | None = None) -> None:
+        """Until no call is up and PJSIP holds no call slot (graceful drain)."""
+        self._check_idle()
+        await asyncio.wait_for(self._idle.wait(), timeout_s)

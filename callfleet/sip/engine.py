@@ -37,7 +37,7 @@ POLL_MS = 5
 _PJ_LEVELS = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO}
 
 
-class _LogWriter(pj.LogWriter):  # type: ignore[misc]
+class _LogWriter(pj.LogWriter):
     """Forwards PJSIP's log lines into Python logging."""
 
     def write(self, entry: Any) -> None:

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 MAX_QUEUED_IN_FRAMES = 500
 
 
-class CallMediaPort(pj.AudioMediaPort):  # type: ignore[misc]
+class CallMediaPort(pj.AudioMediaPort):
     """Runs on the clock thread. ``deliver(samples, sent, captured_at)`` is posted to
     the loop for every received frame; ``sent`` is what we played on the same tick."""
 
@@ -57,7 +57,7 @@ class CallMediaPort(pj.AudioMediaPort):  # type: ignore[misc]
         fmt.init(pj.PJMEDIA_FORMAT_PCM, self.sample_rate, 1, FRAME_MS * 1000, 16)
         self.createPort(name, fmt)
 
-    def onFrameRequested(self, frame: Any) -> None:  # noqa: N802 (PJSUA2 name)
+    def onFrameRequested(self, frame: Any) -> None:
         self.ticks_out += 1
         samples = self._playout.pull()
         self._last_sent = samples
@@ -68,7 +68,7 @@ class CallMediaPort(pj.AudioMediaPort):  # type: ignore[misc]
         write_pcm16(frame.buf, samples)
         frame.size = len(samples) * 2
 
-    def onFrameReceived(self, frame: Any) -> None:  # noqa: N802 (PJSUA2 name)
+    def onFrameReceived(self, frame: Any) -> None:
         self.ticks_in += 1
         captured_at = time.perf_counter()
         if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO and frame.size == self._frame_bytes:
@@ -139,10 +139,14 @@ class AudioOutput:
     everything written so far has gone out, or the queue was cleared.
     """
 
-    def __init__(self, sample_rate: int) -> None:
+    def __init__(self, sample_rate: int, to_loop: Callable[..., None]) -> None:
         self.sample_rate = sample_rate
-        self.buffer = PlayoutBuffer(sample_rate, samples_per_frame(sample_rate))
+        # The clock thread reports an emptied queue; the loop resolves the waiters.
+        self.buffer = PlayoutBuffer(
+            sample_rate, samples_per_frame(sample_rate), on_empty=lambda: to_loop(self._wake)
+        )
         self._resamplers: dict[int, Resampler] = {}
+        self._waiters: list[asyncio.Future[bool]] = []
 
     def write(self, frame: AudioFrame | PCM16, sample_rate: int | None = None) -> None:
         if isinstance(frame, AudioFrame):
@@ -166,22 +170,34 @@ class AudioOutput:
         self.buffer.finish()
 
     def clear(self) -> int:
-        """Drop queued audio; returns the milliseconds dropped."""
+        """Drop queued audio; returns the milliseconds dropped. Waiters get ``False``."""
         dropped = self.buffer.clear()
+        self._wake(played=False)
         return dropped * 1000 // self.sample_rate
 
     @property
     def queued_ms(self) -> float:
         return self.buffer.queued_s * 1000
 
-    async def wait_played(self, poll_s: float = FRAME_MS / 1000) -> bool:
-        """Wait until the queue is empty; ``False`` if it was cleared meanwhile."""
-        generation = self.buffer.generation
-        while self.buffer.queued_samples:
-            if self.buffer.generation != generation:
-                return False
-            await asyncio.sleep(poll_s)
-        return self.buffer.generation == generation
+    async def wait_played(self) -> bool:
+        """Wait until the queue is empty: ``True`` when it played out, ``False`` if it was
+        cleared (barge-in) or the call ended first."""
+        if not self.buffer.queued_samples:
+            return True
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        return await fut
+
+    def close(self) -> None:
+        self._wake(played=False)
+
+    def _wake(self, played: bool = True) -> None:
+        if played and self.buffer.queued_samples:
+            return  # refilled since the clock thread saw it empty
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(played)
 
 
 class StereoRecorder:

@@ -41,7 +41,7 @@ _MEDIA_STATUS = {
 }
 
 
-class PjAccount(pj.Account):  # type: ignore[misc]
+class PjAccount(pj.Account):
     """An identity calls are made from; a trunk's account also REGISTERs."""
 
     def __init__(self, sip: SipEndpoint, name: str) -> None:
@@ -49,14 +49,14 @@ class PjAccount(pj.Account):  # type: ignore[misc]
         self.sip = sip
         self.name = name
 
-    def onIncomingCall(self, prm: Any) -> None:  # noqa: N802 (PJSUA2 name)
+    def onIncomingCall(self, prm: Any) -> None:
         self.sip._pj_incoming(self, prm.callId, prm.rdata.wholeMsg, prm.rdata.srcAddress)
 
-    def onRegState(self, prm: Any) -> None:  # noqa: N802
+    def onRegState(self, prm: Any) -> None:
         self.sip._pj_reg_state(self.name, int(prm.code), str(prm.reason), int(prm.expiration))
 
 
-class PjCall(pj.Call):  # type: ignore[misc]
+class PjCall(pj.Call):
     def __init__(self, sip: SipEndpoint, account: PjAccount, call_id: int | None = None) -> None:
         if call_id is None:
             super().__init__(account)
@@ -97,7 +97,7 @@ class PjCall(pj.Call):  # type: ignore[misc]
 
     # -- signalling -------------------------------------------------------------------
 
-    def onCallState(self, prm: Any) -> None:  # noqa: N802
+    def onCallState(self, prm: Any) -> None:
         ci = self.getInfo()
         state = int(ci.state)
         self._post(
@@ -113,11 +113,11 @@ class PjCall(pj.Call):  # type: ignore[misc]
             self.bridged.clear()
             self.sip._pj_call_ended(self)
 
-    def onCallSdpCreated(self, prm: Any) -> None:  # noqa: N802
+    def onCallSdpCreated(self, prm: Any) -> None:
         if self.codecs:
             prm.sdp.wholeSdp = prefer_codecs(prm.sdp.wholeSdp, self.codecs)
 
-    def onCallMediaState(self, prm: Any) -> None:  # noqa: N802
+    def onCallMediaState(self, prm: Any) -> None:
         ci = self.getInfo()
         for mi in ci.media:
             if mi.type != pj.PJMEDIA_TYPE_AUDIO:
@@ -125,7 +125,10 @@ class PjCall(pj.Call):  # type: ignore[misc]
             status = _MEDIA_STATUS.get(mi.status, str(mi.status))
             log.debug(
                 "call slot %s media %s, bridge slot %s (ours %s)",
-                self.getId(), status, mi.audioConfSlot, self._conf_slot,
+                self.getId(),
+                status,
+                mi.audioConfSlot,
+                self._conf_slot,
             )
             if mi.status in _CONNECTABLE_MEDIA and int(mi.audioConfSlot) >= 0:
                 # Every media update may have rebuilt the stream (hold, unhold, codec
@@ -151,7 +154,7 @@ class PjCall(pj.Call):  # type: ignore[misc]
         if self.port is not None and self.port.sample_rate != rate:
             self.release_media()  # the codec changed rate: a new port, a new output
         if self.port is None:
-            self.output = AudioOutput(rate)
+            self.output = AudioOutput(rate, self.sip.engine.to_loop)
             port = CallMediaPort(
                 rate, self.output.buffer, self._deliver_frame, self.sip.engine.to_loop
             )
@@ -187,18 +190,15 @@ class PjCall(pj.Call):  # type: ignore[misc]
 
     # -- DTMF -------------------------------------------------------------------------
 
-    def onDtmfEvent(self, prm: Any) -> None:  # noqa: N802
-        # RFC 4733 digits come here (PJSUA prefers on_dtmf_event); report once, at the end.
+    def onDtmfEvent(self, prm: Any) -> None:
+        # PJSUA reports RFC 4733 and SIP INFO digits here (and the same INFO digit again
+        # to onDtmfDigit, without its duration): report each once, at its end.
         if prm.flags & DTMF_IS_END:
-            self._post("_on_pj_dtmf", str(prm.digit), int(prm.duration), int(prm.method))
-
-    def onDtmfDigit(self, prm: Any) -> None:  # noqa: N802
-        if prm.method == pj.PJSUA_DTMF_METHOD_SIP_INFO:
             self._post("_on_pj_dtmf", str(prm.digit), int(prm.duration), int(prm.method))
 
     # -- transfers --------------------------------------------------------------------
 
-    def onCallTransferRequest(self, prm: Any) -> None:  # noqa: N802
+    def onCallTransferRequest(self, prm: Any) -> None:
         code = self.refer_response
         prm.statusCode = code
         if 200 <= code < 300:
@@ -210,13 +210,13 @@ class PjCall(pj.Call):  # type: ignore[misc]
         else:
             self._post("_on_pj_transfer_request", str(prm.dstUri), code, None)
 
-    def onCallTransferStatus(self, prm: Any) -> None:  # noqa: N802
+    def onCallTransferStatus(self, prm: Any) -> None:
         final = bool(prm.finalNotify)
         self._post("_on_pj_transfer_status", int(prm.statusCode), str(prm.reason), final)
         if final:
             prm.cont = False
 
-    def onCallReplaced(self, prm: Any) -> None:  # noqa: N802
+    def onCallReplaced(self, prm: Any) -> None:
         new = PjCall(self.sip, self.account, int(prm.newCallId))
         new.codecs = self.codecs
         self.sip._pj_adopt(new)

@@ -15,7 +15,9 @@ _SIP_URI = re.compile(
 )
 _NUMBER = re.compile(r"^\+?[0-9*#]{1,32}$")
 _NUMBER_SEPARATORS = str.maketrans("", "", " -().")
-_HOSTPORT = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
+_HOSTPORT = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9\-.]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,9 +67,7 @@ async def test_rejections_map_to_end_reasons(
     assert call.sip_code == code
 
 
-async def test_ring_timeout_is_no_answer(
-    clean_endpoint: SipEndpoint, phones: PhoneFactory
-) -> None:
+async def test_ring_timeout_is_no_answer(clean_endpoint: SipEndpoint, phones: PhoneFactory) -> None:
     phone = await phones(PhoneScript(answer="ignore", ring_s=0.1))
     started = time.monotonic()
     call = await clean_endpoint.dial(phone.uri(), ring_timeout_s=1.5)
@@ -106,9 +104,7 @@ async def test_unreachable_trunk_fails_within_timeout(clean_endpoint: SipEndpoin
     # No provisional response means no CANCEL (RFC 3261 §9.1): the INVITE keeps its
     # slot until Timer B, and the endpoint counts it against its capacity until then.
     assert clean_endpoint.active_calls == 1
-    while clean_endpoint.active_calls:
-        await asyncio.sleep(0.1)
-    assert time.monotonic() - started < TRANSACTION_TIMEOUT_S + 1.5
+    await clean_endpoint.wait_idle(TRANSACTION_TIMEOUT_S + 1.5)
 
 
 async def test_unreachable_tcp_trunk_fails_fast(clean_endpoint: SipEndpoint) -> None:
@@ -172,11 +168,7 @@ async def test_capacity_is_read_from_binding_and_enforced(
     with pytest.raises(SipError, match="4 of 4 calls"):
         await clean_endpoint.dial(phone.uri())
     await asyncio.gather(*(c.hangup() for c in calls))
-    for _ in range(50):  # PJSIP frees the slots a poll or two after the calls end
-        if clean_endpoint.active_calls == 0:
-            break
-        await asyncio.sleep(0.02)
-    assert clean_endpoint.active_calls == 0
+    await clean_endpoint.wait_idle(1.0)  # PJSIP frees slots a poll or two after the end
     again = await clean_endpoint.dial(phone.uri())  # capacity is back
     assert await again.wait_answered(10)
     await again.hangup()

@@ -59,9 +59,17 @@ class TestPhone:
 
     async def start(self, timeout_s: float = 15.0) -> TestPhone:
         args = [
-            sys.executable, "-m", "callfleet.sip.testing.phone",
-            "--script", self.script.to_json(), "--user", self.name,
-            "--codecs", self._codecs, "--log-level", self._log_level,
+            sys.executable,
+            "-m",
+            "callfleet.sip.testing.phone",
+            "--script",
+            self.script.to_json(),
+            "--user",
+            self.name,
+            "--codecs",
+            self._codecs,
+            "--log-level",
+            self._log_level,
         ]
         if self._tcp:
             args += ["--tcp-port", "0"]
@@ -99,7 +107,8 @@ class TestPhone:
 
     def find(self, event: str, **match: Any) -> list[Event]:
         return [
-            e for e in self.events
+            e
+            for e in self.events
             if e.get("event") == event and all(e.get(k) == v for k, v in match.items())
         ]
 

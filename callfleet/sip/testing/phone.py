@@ -82,8 +82,13 @@ class Phone:
         self.emit("call", call=call.id, origin=origin, remote=call.remote_uri)
 
     def on_transfer(self, call: Call, target: str, code: int, new: Call | None) -> None:
-        self.emit("transfer_request", call=call.id, target=target, code=code,
-                  new_call=new.id if new else None)
+        self.emit(
+            "transfer_request",
+            call=call.id,
+            target=target,
+            code=code,
+            new_call=new.id if new else None,
+        )
         if new is not None:
             self.track(new, "transfer")
 
@@ -226,18 +231,21 @@ async def run(args: argparse.Namespace) -> None:
     if args.tls_port is not None:
         transports.append(
             TransportSpec(
-                Transport.TLS, args.bind, args.tls_port,
-                tls_cert_file=args.tls_cert, tls_key_file=args.tls_key,
+                Transport.TLS,
+                args.bind,
+                args.tls_port,
+                tls_cert_file=args.tls_cert,
+                tls_key_file=args.tls_key,
             )
         )
-    config = EndpointConfig(transports=tuple(transports), local_user=args.user,
-                            codecs=tuple(args.codecs.split(",")))
+    config = EndpointConfig(
+        transports=tuple(transports), local_user=args.user, codecs=tuple(args.codecs.split(","))
+    )
     async with SipEndpoint(config) as ep:
         phone = Phone(ep, script)
         ep.on_incoming(phone.on_incoming)
         ports = {t.kind.value: ep.transport_port(t.kind) for t in transports}
-        phone.emit("ready", ports=ports, uri=ep.local_uri(), capacity=ep.capacity,
-                   pid=os.getpid())
+        phone.emit("ready", ports=ports, uri=ep.local_uri(), capacity=ep.capacity, pid=os.getpid())
         reader = await _stdin_lines()
         while True:
             line = await reader.readline()

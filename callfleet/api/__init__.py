@@ -1,0 +1,1 @@
+"""FastAPI control plane and dashboard pages (issue 5 and later)."""

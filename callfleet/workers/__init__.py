@@ -1,0 +1,1 @@
+"""Celery app, call-host worker processes, webhook delivery (issue 5)."""
