@@ -198,6 +198,8 @@ class Call(EventEmitter):
             end = EndReason.CONGESTION  # the trunk never answered the INVITE at all
         else:
             end = end_reason_for(code, answered=answered)
+        if end is EndReason.CONGESTION and not self._got_response:
+            self.sip_reason = f"no response from the far end ({reason})"
         self.end_reason = end
         self.ended_at = time.monotonic()
         self.state = CallState.ENDED

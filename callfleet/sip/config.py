@@ -22,6 +22,9 @@ class Transport(StrEnum):
     TLS = "tls"
 
 
+_TRUNK_URI_PARAMS = ("transport", "register", "codecs", "caller_id", "dtmf", "proxy")
+
+
 def _as_uri(value: str) -> str:
     """``host[:port]`` or a SIP URI, as a SIP URI."""
     return value if value.lower().startswith(("sip:", "sips:")) else f"sip:{value}"
@@ -112,6 +115,41 @@ class Trunk:
         for name, value in self.headers.items():
             if not name or any(c in name for c in ": \r\n") or any(c in value for c in "\r\n"):
                 raise ValueError(f"trunk {self.name!r} header {name!r} is not a valid SIP header")
+
+    @classmethod
+    def from_uri(cls, text: str, name: str = "default") -> Trunk:
+        """A trunk from one line, for the command line and environment variables:
+        ``sip:USER:PASSWORD@HOST[:PORT][;transport=tcp][;register=yes][;codecs=PCMA,PCMU]
+        [;caller_id=+15550100][;dtmf=sip_info][;proxy=HOST:PORT]``."""
+        body = text.strip()
+        if not body.lower().startswith("sip:"):
+            raise ValueError(f"trunk must start with sip:, got {text!r}")
+        body = body[4:]
+        creds, sep, rest = body.rpartition("@")
+        if not sep:
+            creds, rest = "", body
+        username, _, password = creds.partition(":")
+        host, *params = rest.split(";")
+        options: dict[str, str] = {}
+        for param in params:
+            key, eq, value = param.partition("=")
+            if not eq or key not in _TRUNK_URI_PARAMS:
+                raise ValueError(
+                    f"trunk parameter {param!r} is not one of {', '.join(_TRUNK_URI_PARAMS)}"
+                )
+            options[key] = value
+        return cls(
+            name=name,
+            host=host,
+            username=username or None,
+            password=password or None,
+            transport=Transport(options.get("transport", "udp")),
+            register=options.get("register", "no").lower() in ("yes", "true", "1"),
+            codecs=tuple(options["codecs"].split(",")) if "codecs" in options else ("PCMU", "PCMA"),
+            caller_id=options.get("caller_id"),
+            dtmf_method=DtmfMethod(options.get("dtmf", "rfc4733")),
+            outbound_proxy=options.get("proxy"),
+        )
 
     @property
     def uri_transport(self) -> str:

@@ -58,6 +58,7 @@ def _library() -> ctypes.CDLL:
     lib.pjsua_call_get_max_count.restype = ctypes.c_uint
     lib.pjsua_call_get_count.restype = ctypes.c_uint
     lib.pjsip_tsx_set_timers.argtypes = [ctypes.c_uint] * 4
+    lib.pj_log_set_level.argtypes = [ctypes.c_int]
     return lib
 
 
@@ -132,6 +133,9 @@ class PjEngine:
         ep = pj.Endpoint()
         self.ep = ep
         try:
+            # pjlib logs its start-up to stdout before any log config applies: quiet it
+            # now; setup() installs the real log writer and level.
+            _library().pj_log_set_level(0)
             ep.libCreate()
             setup(ep)
         except BaseException as e:  # reported to start(), which raises it on the caller

@@ -1,0 +1,110 @@
+"""``callfleet`` commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+
+from callfleet.sip.config import EndpointConfig, Transport, TransportSpec, Trunk
+
+
+def _call_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "call",
+        help="place one call with no agent and print the outcome (checks a trunk)",
+        description="Place one call with no agent, like a softphone, and print the outcome.",
+    )
+    p.add_argument("target", help="a SIP URI, or a number to dial through --trunk")
+    p.add_argument(
+        "--trunk",
+        help="sip:USER:PASSWORD@HOST[:PORT][;transport=tcp][;register=yes][;codecs=PCMA,PCMU]"
+        "[;caller_id=+1555...][;dtmf=sip_info][;proxy=HOST:PORT]",
+    )
+    p.add_argument("--caller-id", help="number or SIP URI for the From header")
+    p.add_argument("--header", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--play", metavar="FILE.wav", help="play this file after the answer")
+    p.add_argument("--record", metavar="OUT.wav", help="record both sides (stereo)")
+    p.add_argument("--dtmf", metavar="DIGITS", help="send these digits after the answer")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds on the line (10)")
+    p.add_argument("--ring-timeout", type=float, default=60.0, help="seconds to ring (60)")
+    p.add_argument("--bind", default="0.0.0.0", help="local address (0.0.0.0)")
+    p.add_argument("--port", type=int, default=0, help="local SIP port (0: any free)")
+    p.add_argument("--public-address", help="address to advertise behind NAT")
+    p.add_argument("--json", action="store_true", help="print the outcome as JSON")
+
+
+def _headers(items: list[str]) -> dict[str, str]:
+    headers = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--header must be NAME=VALUE, got {item!r}")
+        headers[name] = value
+    return headers
+
+
+async def _call(args: argparse.Namespace) -> int:
+    from callfleet.sip.endpoint import SipEndpoint
+    from callfleet.sip.softphone import place_call
+
+    trunk = Trunk.from_uri(args.trunk, name="cli") if args.trunk else None
+    headers = _headers(args.header)
+    transport = trunk.transport if trunk else Transport.UDP
+    spec = TransportSpec(transport, args.bind, args.port, public_address=args.public_address)
+    config = EndpointConfig(transports=(spec,), trunks=(trunk,) if trunk else ())
+    report = None if args.json else (lambda line: print(line, flush=True))
+    async with SipEndpoint(config) as endpoint:
+        if trunk and trunk.register:
+            reg = await endpoint.wait_registered(trunk.name)
+            if report:
+                report(f"registration: {reg.code} {reg.reason}")
+            if not reg.ok:
+                print(f"registration failed: {reg.code} {reg.reason}", file=sys.stderr)
+                return 2
+        result = await place_call(
+            endpoint,
+            args.target,
+            trunk=trunk,
+            caller_id=args.caller_id,
+            headers=headers,
+            play=args.play,
+            record=args.record,
+            dtmf=args.dtmf,
+            duration_s=args.duration,
+            ring_timeout_s=args.ring_timeout,
+            report=report,
+        )
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    return 0 if result.answered else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="callfleet", description=__doc__)
+    parser.add_argument("--log-level", default="WARNING", help="Python log level (WARNING)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _call_parser(sub)
+    sub.add_parser("demo", help="run the loopback demo (a simulated phone network)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    try:
+        if args.command == "call":
+            return asyncio.run(_call(args))
+        if args.command == "demo":
+            from callfleet.sip.testing.demo import main as demo_main
+
+            return demo_main()
+    except ValueError as e:  # bad input: a clear message, no traceback
+        print(f"callfleet {args.command}: {e}", file=sys.stderr)
+        return 2
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""``callfleet call`` and ``callfleet demo`` as an operator runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from callfleet.media.tones import sine
+from callfleet.media.wav import write_wav
+from callfleet.sip.testing import PhoneScript
+from tests.conftest import PhoneFactory
+from tests.integration.audio import assert_tone, tone_of_wav
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def run_cli(*args: str, timeout_s: float = 60) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "callfleet.cli",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_call_plays_records_and_sends_dtmf(phones: PhoneFactory, tmp_path: Path) -> None:
+    phone = await phones(PhoneScript(tone_hz=800, record_dir=str(tmp_path), dtmf="7"))
+    greeting = tmp_path / "greeting.wav"
+    write_wav(greeting, sine(400, 1000, 16000), 16000)
+    record = tmp_path / "call.wav"
+    code, out, err = await run_cli(
+        "call",
+        phone.uri(),
+        "--play",
+        str(greeting),
+        "--record",
+        str(record),
+        "--dtmf",
+        "1#",
+        "--duration",
+        "2",
+        "--header",
+        "X-Check=trunk-test",
+        "--json",
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["answered"] and report["end_reason"] == "completed"
+    assert report["dtmf_sent"] == "1#" and report["dtmf_received"] == "7"
+    assert report["rtp"]["rx_packets"] > 20 and report["codec"] == "PCMU"
+    assert record.exists()
+    assert [e["digit"] for e in phone.find("dtmf")] == ["1", "#"]
+    assert (await phone.wait_for("incoming"))["headers"]["x-check"] == "trunk-test"
+    assert_tone(tone_of_wav((await phone.wait_for("recorded"))["path"]), 400)
+
+
+async def test_call_busy_exits_1(phones: PhoneFactory) -> None:
+    phone = await phones(PhoneScript(answer="reject", reject_code=486))
+    code, out, _ = await run_cli("call", phone.uri())
+    assert code == 1
+    assert "ended busy (486 Busy Here)" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["call", "12ab"], "callfleet call: invalid phone number or SIP URI: '12ab'"),
+        (["call", "+15550100"], "callfleet call: cannot dial number '+15550100' without a trunk"),
+        (
+            ["call", "100", "--trunk", "sip:u:p@pbx;colour=red"],
+            "callfleet call: trunk parameter 'colour=red' is not one of",
+        ),
+        (["call", "sip:a@127.0.0.1", "--header", "oops"], "--header must be NAME=VALUE"),
+    ],
+)
+async def test_bad_input_exits_2_with_message(args: list[str], message: str) -> None:
+    code, _, err = await run_cli(*args)
+    assert code == 2
+    assert message in err
+
+
+async def test_bad_wav_is_refused_before_dialling(phones: PhoneFactory, tmp_path: Path) -> None:
+    phone = await phones()
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk")
+    code, _, err = await run_cli("call", phone.uri(), "--play", str(bad))
+    assert code == 2 and "bad.wav" in err
+    assert phone.find("incoming") == []
+
+
+async def test_demo_runs_and_passes() -> None:
+    code, out, err = await run_cli("demo", timeout_s=120)
+    assert code == 0, out + err
+    assert "demo passed" in out
