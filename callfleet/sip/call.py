@@ -18,9 +18,10 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pjsua2 as pj
 
-from callfleet.media.frame import PCM16, AudioFrame
+from callfleet.media.frame import FRAME_MS, PCM16, AudioFrame
 from callfleet.sip.dtmf import PAUSE, PAUSE_MS, DtmfEvent, DtmfMethod, parse_dtmf_string
 from callfleet.sip.engine import pj_error
 from callfleet.sip.errors import CallStateError, SipError, TransferError
@@ -232,8 +233,14 @@ class Call(EventEmitter):
                 self._set_state(CallState.EARLY_MEDIA)
         self.emit("media", status)
 
-    def _on_frame(self, samples: PCM16, sent: PCM16 | None, captured_at: float) -> None:
+    def _on_frame(self, data: bytes, sent: PCM16 | None, captured_at: float) -> None:
         rate = self.audio_out.sample_rate if self.audio_out else 8000
+        frame_samples = rate * FRAME_MS // 1000
+        if len(data) == 2 * frame_samples:
+            # Read-only view of the copy the clock thread made: no second copy.
+            samples: PCM16 = np.frombuffer(data, np.int16)
+        else:  # the tick carried no audio (hold, no RTP yet): keep the timeline whole
+            samples = np.zeros(frame_samples, np.int16)
         flags = frozenset() if self.answered_at else frozenset({"early"})
         frame = AudioFrame(samples, rate, self._frames * len(samples) / rate, flags, captured_at)
         self._frames += 1

@@ -187,7 +187,7 @@ class EndpointConfig:
     rtp_port: int = 0
     rtp_port_range: int = 0
     #: Conference bridge clock (Hz); call ports run at their codec's rate.
-    clock_rate: int = 16000
+    clock_rate: int = 8000
     #: RFC 3261 Timer B/F: an INVITE with no response at all fails (and frees its call
     #: slot) after this long. 32 s is the RFC default; dialers often lower it.
     transaction_timeout_s: float = 32.0

@@ -162,6 +162,9 @@ class SipEndpoint:
         self.capacity = binding_max_calls()
         for spec in self.config.transports:
             self._pj_create_transport(ep, spec)
+        udp = next((t for t in self.config.transports if t.kind is Transport.UDP), None)
+        if udp is not None:
+            self.engine.set_waker(udp.bind_address, self._transport_ports[Transport.UDP])
         ep.libStart()
         ep.audDevManager().setNullDev()  # no sound card: the null device drives the clock
         for codec in ep.codecEnum2():

@@ -17,7 +17,9 @@ import ctypes
 import functools
 import logging
 import queue
+import socket
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -30,9 +32,14 @@ pjsip_log = logging.getLogger("callfleet.sip.pjsip")
 
 T = TypeVar("T")
 
-#: How long one ``libHandleEvents`` may wait for SIP traffic before the job queue is
-#: checked again; bounds the latency of a submitted job.
-POLL_MS = 5
+#: How long one ``libHandleEvents`` may wait when nothing else wakes it. With a waker
+#: (a UDP transport to ping) the engine sleeps until SIP traffic, a PJSIP timer or a
+#: job arrives; without one it polls the job queue this often.
+POLL_MS_WITH_WAKER = 200
+POLL_MS_WITHOUT_WAKER = 5
+#: RFC 5626 keep-alive: PJSIP drops a datagram of only CRLFs without parsing it, which
+#: makes it a free way to interrupt the engine's poll.
+WAKE_DATAGRAM = b"\r\n\r\n"
 
 _PJ_LEVELS = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO}
 
@@ -102,6 +109,12 @@ class PjEngine:
         self.loop: asyncio.AbstractEventLoop | None = None
         #: Called on the engine thread after each poll (housekeeping: reap ended calls).
         self.after_poll: list[Callable[[], None]] = []
+        self._waker: socket.socket | None = None
+        self._wake_address: tuple[str, int] | None = None
+        self._poll_ms = POLL_MS_WITHOUT_WAKER
+        self._asleep = False
+        self._relay: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._relay_scheduled = False
 
     @property
     def thread_ident(self) -> int | None:
@@ -146,7 +159,11 @@ class PjEngine:
         self._ready.set()
         try:
             while True:
-                ep.libHandleEvents(POLL_MS)
+                self._asleep = True
+                if not self._drain():  # a job submitted before _asleep was set runs here
+                    break
+                ep.libHandleEvents(self._poll_ms)
+                self._asleep = False
                 if not self._drain():
                     break
                 for hook in self.after_poll:
@@ -176,6 +193,21 @@ class PjEngine:
         except Exception:
             log.exception("libDestroy failed")
 
+    def set_waker(self, host: str, port: int) -> None:
+        """Wake the engine by a keep-alive datagram to its own UDP transport at
+        ``host:port``, so it can sleep long between events (called by setup)."""
+        self._wake_address = ("127.0.0.1" if host in ("0.0.0.0", "") else host, port)
+        self._waker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._waker.setblocking(False)
+        self._poll_ms = POLL_MS_WITH_WAKER
+
+    def _wake(self) -> None:
+        if self._asleep and self._waker is not None and self._wake_address is not None:
+            try:
+                self._waker.sendto(WAKE_DATAGRAM, self._wake_address)
+            except OSError:
+                log.warning("could not wake the PJSIP thread; it wakes within %d ms", self._poll_ms)
+
     def handle_events(self, ms: int) -> None:
         """Poll PJSIP from a job (used while tearing down)."""
         assert self.ep is not None
@@ -191,6 +223,7 @@ class PjEngine:
                 log.exception("PJSIP job failed")
 
         self._jobs.put(job)
+        self._wake()
 
     def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         """Run ``fn`` on the engine thread; its result or exception lands in the future."""
@@ -210,20 +243,41 @@ class PjEngine:
             fut.set_exception(SipError("SIP endpoint is stopped"))
         else:
             self._jobs.put(job)
+            self._wake()
         return fut
 
     def to_loop(self, fn: Callable[..., Any], *args: Any) -> None:
-        """From the engine (or media) thread: run ``fn(*args)`` on the asyncio loop."""
-        loop = self.loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(fn, *args)
+        """From the engine or the media clock thread: run ``fn(*args)`` on the asyncio
+        loop, in order. Calls are batched: one loop wake-up carries everything posted
+        until the loop gets to it (all calls' frames of a clock tick, typically)."""
+        self._relay.append((fn, args))
+        if not self._relay_scheduled:
+            self._relay_scheduled = True
+            loop = self.loop
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self._run_relay)
+
+    def _run_relay(self) -> None:
+        # Reset the flag before draining: a post racing with the drain either lands in
+        # this drain or schedules the next one.
+        self._relay_scheduled = False
+        relay = self._relay
+        while relay:
+            fn, args = relay.popleft()
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("callback %s from the PJSIP side failed", getattr(fn, "__name__", fn))
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Ask the thread to tear down and wait for it (blocking: use an executor)."""
         if self._thread is None:
             return
         self._jobs.put(None)
+        self._wake()
         self._thread.join(timeout_s)
+        if self._waker is not None:
+            self._waker.close()
         if self._thread.is_alive():
             log.error("PJSIP thread did not stop within %s s", timeout_s)
 

@@ -90,10 +90,10 @@ class PjCall(pj.Call):
         if owner is not None:
             getattr(owner, name)(*args)
 
-    def _deliver_frame(self, samples: PCM16, sent: PCM16 | None, captured_at: float) -> None:
+    def _deliver_frame(self, data: bytes, sent: PCM16 | None, captured_at: float) -> None:
         owner = self.owner
         if owner is not None:
-            owner._on_frame(samples, sent, captured_at)
+            owner._on_frame(data, sent, captured_at)
 
     # -- signalling -------------------------------------------------------------------
 
