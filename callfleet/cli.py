@@ -8,7 +8,7 @@ import json
 import logging
 import sys
 
-from callfleet.sip.config import EndpointConfig, Transport, TransportSpec, Trunk
+from callfleet.sip.config import DEFAULT_CODECS, EndpointConfig, Transport, TransportSpec, Trunk
 
 
 def _call_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,7 +54,12 @@ async def _call(args: argparse.Namespace) -> int:
     headers = _headers(args.header)
     transport = trunk.transport if trunk else Transport.UDP
     spec = TransportSpec(transport, args.bind, args.port, public_address=args.public_address)
-    config = EndpointConfig(transports=(spec,), trunks=(trunk,) if trunk else ())
+    config = EndpointConfig(
+        transports=(spec,),
+        trunks=(trunk,) if trunk else (),
+        # The trunk's codec order also sets the bridge clock (16 kHz when G.722 leads).
+        codecs=trunk.codecs if trunk else DEFAULT_CODECS,
+    )
     report = None if args.json else (lambda line: print(line, flush=True))
     async with SipEndpoint(config) as endpoint:
         if trunk and trunk.register:

@@ -8,12 +8,17 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from callfleet.sip.dtmf import DtmfMethod
+from callfleet.sip.message import is_valid_header
 from callfleet.sip.uri import SipUri, validate_hostport
 
 #: Codecs callfleet negotiates, by SDP encoding name, and the PJSIP codec id for each.
 CODEC_IDS: Mapping[str, str] = MappingProxyType(
     {"PCMU": "PCMU/8000/1", "PCMA": "PCMA/8000/1", "G722": "G722/16000/1"}
 )
+
+
+#: What an endpoint offers when not told otherwise, first preferred.
+DEFAULT_CODECS = ("PCMU", "PCMA", "G722")
 
 
 class Transport(StrEnum):
@@ -113,7 +118,7 @@ class Trunk:
             if value is not None:
                 SipUri.parse(_as_uri(value))
         for name, value in self.headers.items():
-            if not name or any(c in name for c in ": \r\n") or any(c in value for c in "\r\n"):
+            if not is_valid_header(name, value):
                 raise ValueError(f"trunk {self.name!r} header {name!r} is not a valid SIP header")
 
     @classmethod
@@ -183,11 +188,12 @@ class EndpointConfig:
     user_agent: str = "callfleet/0.1"
     local_user: str = "callfleet"
     max_calls: int | None = None
-    codecs: tuple[str, ...] = ("PCMU", "PCMA", "G722")
+    codecs: tuple[str, ...] = DEFAULT_CODECS
     rtp_port: int = 0
     rtp_port_range: int = 0
-    #: Conference bridge clock (Hz); call ports run at their codec's rate.
-    clock_rate: int = 8000
+    #: Conference bridge clock (Hz). ``None``: 16000 when G722 is the first codec, else
+    #: 8000, so that G.711 calls are never resampled and G.722 calls stay wideband.
+    clock_rate: int | None = None
     #: RFC 3261 Timer B/F: an INVITE with no response at all fails (and frees its call
     #: slot) after this long. 32 s is the RFC default; dialers often lower it.
     transaction_timeout_s: float = 32.0
@@ -195,7 +201,17 @@ class EndpointConfig:
     pjsip_log_level: int = 1
     trunks: tuple[Trunk, ...] = ()
 
+    @property
+    def bridge_clock_rate(self) -> int:
+        if self.clock_rate is not None:
+            return self.clock_rate
+        return 16000 if self.codecs[:1] == ("G722",) else 8000
+
     def __post_init__(self) -> None:
+        if self.clock_rate not in (None, 8000, 16000, 32000, 48000):
+            raise ValueError(
+                f"clock_rate must be 8000, 16000, 32000 or 48000, got {self.clock_rate}"
+            )
         if not self.transports:
             raise ValueError("endpoint needs at least one transport")
         for codec in self.codecs:

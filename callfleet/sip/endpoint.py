@@ -18,8 +18,9 @@ from typing import Any
 
 import pjsua2 as pj
 
+from callfleet.sip import pjconfig
 from callfleet.sip.call import Call
-from callfleet.sip.config import CODEC_IDS, EndpointConfig, Transport, TransportSpec, Trunk
+from callfleet.sip.config import EndpointConfig, Transport, Trunk
 from callfleet.sip.dtmf import DtmfMethod
 from callfleet.sip.engine import (
     PjEngine,
@@ -32,7 +33,7 @@ from callfleet.sip.engine import (
 )
 from callfleet.sip.errors import CapacityError, SipError
 from callfleet.sip.media_port import CallMediaPort
-from callfleet.sip.message import SipMessageHead, display_name, uri_user
+from callfleet.sip.message import SipMessageHead, display_name, is_valid_header, uri_user
 from callfleet.sip.pjcall import PjAccount, PjCall
 from callfleet.sip.uri import SipUri, target_uri
 
@@ -40,11 +41,6 @@ log = logging.getLogger(__name__)
 
 IncomingHandler = Callable[["IncomingCall"], Awaitable[None] | None]
 
-_PJ_TRANSPORT = {
-    Transport.UDP: pj.PJSIP_TRANSPORT_UDP,
-    Transport.TCP: pj.PJSIP_TRANSPORT_TCP,
-    Transport.TLS: pj.PJSIP_TRANSPORT_TLS,
-}
 #: PJ_ETOOMANY: PJSIP's "too many objects" status, returned by makeCall past the limit.
 PJ_ETOOMANY = 70010
 #: A slot PJSUA is still releasing is retried this often, this far apart.
@@ -141,78 +137,21 @@ class SipEndpoint:
         await self.aclose()
 
     def _pj_setup(self, ep: Any) -> None:
-        cfg = pj.EpConfig()
-        ua = cfg.uaConfig
-        ua.threadCnt = 0  # the engine thread polls; no PJSIP worker threads
-        ua.mainThreadOnly = False
-        ua.userAgent = self.config.user_agent
-        ua.maxCalls = self.config.max_calls or 1024  # PJSUA cuts it to PJSUA_MAX_CALLS
-        cfg.logConfig.level = self.config.pjsip_log_level
-        cfg.logConfig.consoleLevel = self.config.pjsip_log_level
-        cfg.logConfig.writer = self._log_writer
-        cfg.logConfig.decor = 0
-        med = cfg.medConfig
-        med.clockRate = self.config.clock_rate
-        med.sndClockRate = self.config.clock_rate
-        med.noVad = True  # keep RTP continuous: silence detection is the pipeline's job
-        med.ecTailLen = 0  # no echo canceller on a server
-        med.threadCnt = 1
-        ep.libInit(cfg)
+        ep.libInit(pjconfig.endpoint_config(self.config, self._log_writer))
         set_transaction_timeout(self.config.transaction_timeout_s)
         self.capacity = binding_max_calls()
         for spec in self.config.transports:
-            self._pj_create_transport(ep, spec)
+            tid, port = pjconfig.create_transport(ep, spec)
+            self._transport_ids[spec.kind], self._transport_ports[spec.kind] = tid, port
         udp = next((t for t in self.config.transports if t.kind is Transport.UDP), None)
         if udp is not None:
             self.engine.set_waker(udp.bind_address, self._transport_ports[Transport.UDP])
         ep.libStart()
         ep.audDevManager().setNullDev()  # no sound card: the null device drives the clock
-        for codec in ep.codecEnum2():
-            ep.codecSetPriority(codec.codecId, 0)
-        for priority, name in enumerate(reversed(self.config.codecs), start=128):
-            ep.codecSetPriority(CODEC_IDS[name], priority)
-        self._accounts[""] = self._pj_local_account()
-
-    def _pj_create_transport(self, ep: Any, spec: TransportSpec) -> None:
-        tcfg = pj.TransportConfig()
-        tcfg.port = spec.port
-        tcfg.boundAddress = spec.bind_address
-        if spec.public_address:
-            tcfg.publicAddress = spec.public_address
-        if spec.kind is Transport.TLS:
-            tls = tcfg.tlsConfig
-            tls.certFile = spec.tls_cert_file or ""
-            tls.privKeyFile = spec.tls_key_file or ""
-            tls.CaListFile = spec.tls_ca_file or ""
-            tls.verifyServer = spec.tls_verify_server
-            tls.method = pj.PJSIP_TLSV1_2_METHOD
-        try:
-            tid = ep.transportCreate(_PJ_TRANSPORT[spec.kind], tcfg)
-        except pj.Error as e:
-            raise pj_error(f"cannot open {spec.kind} transport on port {spec.port}", e) from e
-        self._transport_ids[spec.kind] = tid
-        self._transport_ports[spec.kind] = int(ep.transportGetInfo(tid).localName.split(":")[-1])
-
-    def _pj_local_account(self) -> PjAccount:
-        acfg = pj.AccountConfig()
-        host = self.config.transports[0].public_address or self.config.transports[0].bind_address
-        if host == "0.0.0.0":
-            host = "127.0.0.1"
-        acfg.idUri = f"sip:{self.config.local_user}@{host}"
-        self._pj_media_config(acfg)
-        acc = PjAccount(self, "")
-        acc.create(acfg, True)
-        return acc
-
-    def _pj_media_config(self, acfg: Any) -> None:
-        acfg.mediaConfig.transportConfig.port = self.config.rtp_port
-        acfg.mediaConfig.transportConfig.portRange = self.config.rtp_port_range
-        bind = self.config.transports[0].bind_address
-        acfg.mediaConfig.transportConfig.boundAddress = "" if bind == "0.0.0.0" else bind
-        public = self.config.transports[0].public_address
-        if public:
-            acfg.mediaConfig.transportConfig.publicAddress = public
-        acfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_OPTIONAL
+        pjconfig.set_codec_order(ep, self.config.codecs)
+        local = PjAccount(self, "")
+        local.create(pjconfig.local_account_config(self.config), True)
+        self._accounts[""] = local
 
     def _pj_teardown(self, ep: Any) -> None:
         ep.hangupAllCalls()
@@ -275,28 +214,10 @@ class SipEndpoint:
             self._reg_waiters[trunk.name] = loop.create_future()
 
         def do() -> None:
-            acfg = pj.AccountConfig()
-            acfg.idUri = trunk.account_uri()
-            if trunk.caller_name:
-                acfg.idUri = f'"{trunk.caller_name}" <{acfg.idUri}>'
-            if trunk.register:
-                acfg.regConfig.registrarUri = trunk.registrar_uri()
-                acfg.regConfig.timeoutSec = trunk.register_expires_s
-                acfg.regConfig.retryIntervalSec = 30
-            acfg.regConfig.registerOnAdd = trunk.register
-            proxy = trunk.proxy_uri()
-            if proxy:
-                acfg.sipConfig.proxies.append(proxy)
-            if trunk.username and trunk.password is not None:
-                cred = pj.AuthCredInfo(
-                    "digest", trunk.realm, trunk.auth_username or trunk.username, 0, trunk.password
-                )
-                acfg.sipConfig.authCreds.append(cred)
             tid = self._transport_ids.get(trunk.transport)
             if tid is None:
                 raise SipError(f"trunk {trunk.name!r} uses {trunk.transport} but no such transport")
-            acfg.sipConfig.transportId = tid
-            self._pj_media_config(acfg)
+            acfg = pjconfig.trunk_account_config(trunk, tid, self.config)
             acc = PjAccount(self, trunk.name)
             acc.create(acfg)
             old = self._accounts.pop(trunk.name, None)
@@ -360,7 +281,7 @@ class SipEndpoint:
         uri = self.resolve_target(to, trunk_cfg)
         extra = {**(trunk_cfg.headers if trunk_cfg else {}), **(headers or {})}
         for name, value in extra.items():
-            if not name or any(c in name for c in ": \r\n") or any(c in value for c in "\r\n"):
+            if not is_valid_header(name, value):
                 raise ValueError(f"invalid SIP header {name!r}: {value!r}")
         from_uri = self._from_uri(caller_id, trunk_cfg)
         if ring_timeout_s <= 0:
@@ -441,16 +362,7 @@ class SipEndpoint:
     def _pj_make_call(
         self, pjcall: PjCall, uri: str, from_uri: str | None, headers: Mapping[str, str]
     ) -> None:
-        prm = pj.CallOpParam(True)
-        prm.opt.audioCount = 1
-        prm.opt.videoCount = 0
-        if from_uri:
-            prm.txOption.localUri = from_uri
-        for name, value in headers.items():
-            h = pj.SipHeader()
-            h.hName, h.hValue = name, value
-            prm.txOption.headers.append(h)
-        pjcall.makeCall(uri, prm)
+        pjcall.makeCall(uri, pjconfig.make_call_param(from_uri, headers))
 
     def _pj_discard(self, pjcall: PjCall) -> None:
         self._pj_live.discard(pjcall)

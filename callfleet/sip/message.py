@@ -28,6 +28,16 @@ COMPACT_HEADERS = {
 }
 
 
+#: RFC 3261 §25.1 token characters allowed in a header field name.
+_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+
+
+def is_valid_header(name: str, value: str) -> bool:
+    """A header we may put on a request: a token name and a value without line breaks
+    (which would let a caller inject headers of their own)."""
+    return bool(name) and set(name) <= _TOKEN_CHARS and "\r" not in value and "\n" not in value
+
+
 @dataclass(frozen=True, slots=True)
 class SipMessageHead:
     method: str

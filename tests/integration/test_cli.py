@@ -63,6 +63,38 @@ async def test_call_plays_records_and_sends_dtmf(phones: PhoneFactory, tmp_path:
     assert_tone(tone_of_wav((await phone.wait_for("recorded"))["path"]), 400)
 
 
+async def test_wideband_g722_call_through_a_trunk(phones: PhoneFactory, tmp_path: Path) -> None:
+    import wave
+
+    import numpy as np
+
+    from callfleet.media.analysis import dominant_frequency_hz
+
+    # Both ends prefer G.722, so both bridges run at 16 kHz: a 5 kHz tone, impossible
+    # on a narrowband (8 kHz) path, must arrive intact.
+    phone = await phones(PhoneScript(tone_hz=5000), codecs="G722,PCMU")
+    record = tmp_path / "wide.wav"
+    trunk = f"sip:127.0.0.1:{phone.ports['udp']};codecs=G722"
+    code, out, err = await run_cli(
+        "call",
+        "+15550199",
+        "--trunk",
+        trunk,
+        "--record",
+        str(record),
+        "--duration",
+        "1.5",
+        "--json",
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["codec"] == "G722" and report["rtp"]["sample_rate"] == 16000
+    with wave.open(str(record), "rb") as w:
+        assert w.getframerate() == 16000
+        far = np.frombuffer(w.readframes(w.getnframes()), np.int16).reshape(-1, 2)[:, 0]
+    assert abs(dominant_frequency_hz(far[8000:], 16000, max_hz=7500) - 5000) < 10
+
+
 async def test_call_busy_exits_1(phones: PhoneFactory) -> None:
     phone = await phones(PhoneScript(answer="reject", reject_code=486))
     code, out, _ = await run_cli("call", phone.uri())

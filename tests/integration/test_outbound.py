@@ -221,3 +221,38 @@ async def test_operations_on_ended_call_raise(
     with pytest.raises(CallStateError, match="has ended"):
         await call.send_dtmf("1")
     assert await call.hangup() is EndReason.BUSY  # idempotent
+
+
+async def test_clear_stops_playout_within_a_frame(
+    clean_endpoint: SipEndpoint, phones: PhoneFactory, record_dir: str
+) -> None:
+    import wave
+
+    phone = await phones(PhoneScript(silent=True))
+    call = await clean_endpoint.dial(phone.uri())
+    assert await call.wait_answered(10)
+    path = f"{record_dir}/bargein.wav"
+    call.start_recording(path)
+    received_at_start = call.audio_in.received
+    assert call.audio_out is not None
+    call.audio_out.write(sine(600, 3000, 8000))
+    playing = asyncio.ensure_future(call.audio_out.wait_played())
+    await collect(call, 0.6)
+    received_at_clear = call.audio_in.received
+    dropped_ms = call.audio_out.clear()
+    assert dropped_ms > 2000 and call.audio_out.queued_ms == 0
+    assert await playing is False  # the waiter learns it was interrupted
+    await collect(call, 0.5)
+    call.stop_recording()
+    await call.hangup()
+    with wave.open(path, "rb") as w:
+        sent = np.frombuffer(w.readframes(w.getnframes()), np.int16).reshape(-1, 2)[:, 1]
+    frame_peak = np.abs(sent[: len(sent) // 160 * 160].reshape(-1, 160)).max(axis=1)
+    assert frame_peak[:20].min() > 1000, "the tone was not playing before clear()"
+    last_tone = int(np.nonzero(frame_peak > 1000)[0].max())
+    # Recorded frame k is the tick of received frame number received_at_start + k + 1.
+    # The tick after clear() may already have been pulled when clear() ran; the one
+    # after that is silent: at most one frame of tone after the clear.
+    assert received_at_start + last_tone + 1 <= received_at_clear + 2, (
+        f"tone ran {received_at_start + last_tone + 1 - received_at_clear} frames past clear()"
+    )

@@ -32,6 +32,8 @@ class TestPhone:
         tls_cert: tuple[str, str] | None = None,
         codecs: str = "PCMU,PCMA,G722",
         log_level: str = "WARNING",
+        bind: str = "127.0.0.1",
+        public_address: str | None = None,
     ) -> None:
         self.script = script or PhoneScript()
         self.name = name
@@ -39,6 +41,8 @@ class TestPhone:
         self._tls = tls_cert
         self._codecs = codecs
         self._log_level = log_level
+        self._bind = bind
+        self._public_address = public_address
         self.proc: asyncio.subprocess.Process | None = None
         self.events: list[Event] = []
         self.ports: dict[str, int] = {}
@@ -70,7 +74,11 @@ class TestPhone:
             self._codecs,
             "--log-level",
             self._log_level,
+            "--bind",
+            self._bind,
         ]
+        if self._public_address:
+            args += ["--public-address", self._public_address]
         if self._tcp:
             args += ["--tcp-port", "0"]
         if self._tls:

@@ -225,7 +225,9 @@ async def _stdin_lines() -> asyncio.StreamReader:
 
 async def run(args: argparse.Namespace) -> None:
     script = PhoneScript.from_json(args.script)
-    transports = [TransportSpec(Transport.UDP, args.bind, args.udp_port)]
+    transports = [
+        TransportSpec(Transport.UDP, args.bind, args.udp_port, public_address=args.public_address)
+    ]
     if args.tcp_port is not None:
         transports.append(TransportSpec(Transport.TCP, args.bind, args.tcp_port))
     if args.tls_port is not None:
@@ -270,6 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--script", default="{}", help="PhoneScript as JSON")
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--udp-port", type=int, default=0)
+    parser.add_argument("--public-address", default=None, help="address advertised (NAT)")
     parser.add_argument("--tcp-port", type=int, default=None)
     parser.add_argument("--tls-port", type=int, default=None)
     parser.add_argument("--tls-cert")
