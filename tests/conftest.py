@@ -4,7 +4,6 @@ test phones in child processes, a self-signed TLS certificate."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest_asyncio
 from callfleet.sip.config import EndpointConfig, Transport, TransportSpec
 from callfleet.sip.endpoint import SipEndpoint
 from callfleet.sip.testing import PhoneScript, TestPhone
+from tests.peers.tls import make_self_signed_cert
 
 #: Short RFC 3261 Timer B for the session endpoint, so that an unanswered INVITE frees
 #: its call slot quickly.
@@ -25,30 +25,7 @@ PhoneFactory = Callable[..., Awaitable[TestPhone]]
 @pytest.fixture(scope="session")
 def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     """A self-signed certificate for 127.0.0.1 made with the openssl CLI."""
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = make_self_signed_cert(tmp_path_factory.mktemp("tls"))
     return str(cert), str(key)
 
 

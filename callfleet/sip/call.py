@@ -59,6 +59,9 @@ class RtpStats:
     frames_in: int
     frames_out: int
     playout_underruns: int
+    #: "host:port" of our RTP socket and of the far end's, as negotiated.
+    local_rtp: str = ""
+    remote_rtp: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -483,6 +486,8 @@ class Call(EventEmitter):
                 raise CallStateError(f"call {self.id} has no audio stream")
             st = pjcall.getStreamStat(pjcall._media_index)
             rx, tx = st.rtcp.rxStat, st.rtcp.txStat
+            transport = pjcall.getMedTransportInfo(pjcall._media_index)
+            stream = pjcall.getStreamInfo(pjcall._media_index)
             return RtpStats(
                 codec=self.codec,
                 sample_rate=port.sample_rate,
@@ -494,6 +499,8 @@ class Call(EventEmitter):
                 frames_in=port.ticks_in,
                 frames_out=port.ticks_out,
                 playout_underruns=output.buffer.underruns if output else 0,
+                local_rtp=str(transport.localRtpName),
+                remote_rtp=str(stream.remoteRtpAddress),
             )
 
         result: RtpStats = await self._pj("read RTP stats", do)

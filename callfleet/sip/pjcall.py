@@ -70,6 +70,7 @@ class PjCall(pj.Call):
         self._audio_media: Any = None
         self._media_index = -1
         self._conf_slot = -1
+        self._last_dtmf: tuple[str, int, int] | None = None
         #: Calls whose audio is bridged with this one (``SipEndpoint.bridge``).
         self.bridged: set[PjCall] = set()
         #: SIP code to answer a REFER with (202 accepts; 403/603 refuse).
@@ -193,8 +194,16 @@ class PjCall(pj.Call):
     def onDtmfEvent(self, prm: Any) -> None:
         # PJSUA reports RFC 4733 and SIP INFO digits here (and the same INFO digit again
         # to onDtmfDigit, without its duration): report each once, at its end.
-        if prm.flags & DTMF_IS_END:
-            self._post("_on_pj_dtmf", str(prm.digit), int(prm.duration), int(prm.method))
+        if not prm.flags & DTMF_IS_END:
+            return
+        # RFC 4733 §2.5.1.4 sends the end of an event three times; PJMEDIA usually
+        # reports it once, but under load a retransmission can come through as a second
+        # end. An event is identified by its RTP timestamp: report each one once.
+        event = (str(prm.digit), int(prm.method), int(prm.timestamp))
+        if prm.method == pj.PJSUA_DTMF_METHOD_RFC2833 and event == self._last_dtmf:
+            return
+        self._last_dtmf = event
+        self._post("_on_pj_dtmf", event[0], int(prm.duration), event[1])
 
     # -- transfers --------------------------------------------------------------------
 

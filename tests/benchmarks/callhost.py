@@ -47,6 +47,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         idle_cpu1 = proc.cpu_times()
         idle_core = (sum(idle_cpu1[:2]) - sum(idle_cpu0[:2])) / 2.0
         rss_idle = proc.memory_info().rss
+        uss_idle = proc.memory_full_info().uss
         calls = [await ep.dial(t) for t in args.targets[: args.calls]]
         answered = await asyncio.gather(*(c.wait_answered(15) for c in calls))
         if not all(answered):
@@ -63,6 +64,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         cpu1, t1 = proc.cpu_times(), time.perf_counter()
         underruns = sum(c.audio_out.buffer.underruns for c in calls if c.audio_out) - underruns0
         rss = proc.memory_info().rss
+        uss = proc.memory_full_info().uss  # pages only this process holds
         stats = [await c.rtp_stats() for c in calls]
         for c in calls:
             await c.hangup()
@@ -77,6 +79,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "idle_core_per_s": idle_core,
         "rss_mb": rss / 1e6,
         "rss_idle_mb": rss_idle / 1e6,
+        "uss_mb": uss / 1e6,
+        "uss_idle_mb": uss_idle / 1e6,
         "lateness_ms": lateness,
         "underruns": underruns,
         "rx_lost": sum(s.rx_lost for s in stats),

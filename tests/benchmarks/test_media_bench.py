@@ -75,6 +75,7 @@ async def test_concurrent_echo_calls(total_calls: int) -> None:
     lateness = np.concatenate([np.asarray(r["lateness_ms"], float) for r in results])
     per_call_core = [r["core_per_s"] / r["calls"] for r in results]  # type: ignore[operator]
     rss_per_call = [r["rss_mb"] / r["calls"] for r in results]  # type: ignore[operator]
+    uss_per_call = [r["uss_mb"] / r["calls"] for r in results]  # type: ignore[operator]
     added_per_call = [
         (r["rss_mb"] - r["rss_idle_mb"]) / r["calls"]
         for r in results  # type: ignore[operator]
@@ -87,7 +88,8 @@ async def test_concurrent_echo_calls(total_calls: int) -> None:
         f"idle endpoint {np.median([r['idle_core_per_s'] for r in results]):.4f} core-s/s\n"
         f"  RSS per call (process RSS / calls): median {np.median(rss_per_call):.1f} MB "
         f"(max {max(rss_per_call):.1f}); added by calls: {np.median(added_per_call):.2f} MB/call; "
-        f"idle process {np.median([r['rss_idle_mb'] for r in results]):.1f} MB\n"
+        f"idle process {np.median([r['rss_idle_mb'] for r in results]):.1f} MB; "
+        f"unique (USS) per call {np.median(uss_per_call):.1f} MB\n"
         f"  frame lateness clock→loop: p50 {np.percentile(lateness, 50):.2f} ms, "
         f"p99 {np.percentile(lateness, 99):.2f} ms, max {lateness.max():.1f} ms "
         f"over {len(lateness)} frames\n"

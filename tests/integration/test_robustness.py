@@ -119,3 +119,39 @@ async def test_sequential_calls_keep_memory_and_fds_bounded(
     assert fd_growth <= 2, f"{fd_growth} file descriptors leaked over 50 calls"
     assert rss_growth_mb < 15, f"RSS grew {rss_growth_mb:.1f} MB over 50 calls"
     assert len(clean_endpoint.calls) == 0
+
+
+def malformed_rtp() -> list[bytes]:
+    """RTP (RFC 3550) packets a broken or hostile peer might send."""
+    header = bytes([0x80, 0x00, 0x12, 0x34, 0, 0, 0x10, 0, 0xDE, 0xAD, 0xBE, 0xEF])
+    return [
+        b"",
+        b"\x80",  # one byte
+        header[:11],  # truncated fixed header
+        bytes([0x40]) + header[1:] + b"\xff" * 160,  # version 1
+        bytes([0x8F]) + header[1:] + b"\x00" * 8,  # claims 15 CSRCs, carries 2
+        bytes([0x90]) + header[1:] + b"\x00\x01\xff\xff",  # extension longer than packet
+        bytes([0xA0]) + header[1:] + b"\x00" * 10 + b"\xff",  # padding count past the end
+        bytes([0x80, 0x7F]) + header[2:] + b"\x00" * 160,  # unknown payload type 127
+        bytes(random.Random(3).randrange(256) for _ in range(1500)),
+    ]
+
+
+async def test_malformed_rtp_leaves_the_call_up(
+    clean_endpoint: SipEndpoint, phones: PhoneFactory
+) -> None:
+    from tests.integration.audio import assert_tone, collect, pcm, tone_of
+
+    phone = await phones(PhoneScript(tone_hz=750))
+    call = await clean_endpoint.dial(phone.uri())
+    assert await call.wait_answered(10)
+    host, port = (await call.rtp_stats()).local_rtp.rsplit(":", 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _ in range(20):
+            for packet in malformed_rtp():
+                sock.sendto(packet, (host, int(port)))
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)
+    assert not call.is_ended
+    assert_tone(tone_of(pcm(await collect(call, 1.0))[-4000:], 8000), 750)
+    await call.hangup()

@@ -6,8 +6,10 @@
   digest auth (Debian's kamailio).
 * ``baresip``: ``Baresip(tmp_path, user=..., registrar=..., password=...)`` -- Debian's
   baresip as an auto-answering SIP phone driven over ctrl_tcp.
+* ``process``: ``PeerProcess``, the process handling kamailio and baresip share.
 * ``sip``: ``UdpSipClient`` and helpers for hand-built SIP over UDP, RFC 2617 digest.
-* ``audio``: G.711 mu-law, tones, Goertzel, WAV and RTP packet helpers.
+* ``tls``: ``make_self_signed_cert`` (openssl CLI).
+* ``audio``: raw RTP packet helpers (audio itself: ``callfleet.media``).
 
 Modules import each other relatively, so the package works imported as ``peers`` (with
 ``tests/`` on sys.path) or as ``tests.peers`` (with the project root on sys.path).

@@ -24,26 +24,24 @@ which polls ``reginfo``.
 
 from __future__ import annotations
 
-import atexit
 import json
 import math
 import os
 import re
 import shutil
-import signal
 import socket
-import struct
-import subprocess
 import threading
 import time
-import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Self
+from typing import Any
+
+from callfleet.media.tones import sine
+from callfleet.media.wav import write_wav
 
 from .ports import HOST, free_port, free_port_pair
+from .process import PeerProcess
 
 BARESIP_BIN = shutil.which("baresip") or "/usr/bin/baresip"
 MODULES_DIR = "/usr/lib/baresip/modules"
@@ -81,35 +79,19 @@ def write_tone_wav(
 ) -> Path:
     """Write a mono S16LE sine WAV (what baresip's aufile accepts at 8 kHz)."""
     out = Path(path)
-    n = int(seconds * rate)
-    peak = int(32767 * amplitude)
-    frames = struct.pack(
-        f"<{n}h", *(int(peak * math.sin(2 * math.pi * freq_hz * i / rate)) for i in range(n))
-    )
-    with wave.open(str(out), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(frames)
+    samples = sine(freq_hz, seconds * 1000, rate, amplitude_dbfs=20 * math.log10(amplitude))
+    write_wav(out, samples, rate)
     return out
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_LIVE: set[Baresip] = set()
-
-
-@atexit.register
-def _stop_all() -> None:
-    """Last resort: do not leave baresip behind if a test run exits without stop()."""
-    for b in list(_LIVE):
-        b.stop(timeout_s=1.0)
 
 
 def _netstring(data: bytes) -> bytes:
     return str(len(data)).encode() + b":" + data + b","
 
 
-class Baresip:
+class Baresip(PeerProcess):
     """A baresip process answering (and placing) calls on 127.0.0.1.
 
     Without ``registrar`` the account is ``sip:<user>@127.0.0.1:<port>`` and registers
@@ -117,6 +99,9 @@ class Baresip:
     ``password``, the account is ``sip:<user>@<registrar>`` and it REGISTERs there
     (digest auth with ``user``/``password``), ``regint`` seconds.
     """
+
+    error = BaresipError
+    port_clash = "in use"
 
     def __init__(
         self,
@@ -138,7 +123,7 @@ class Baresip:
     ) -> None:
         self.user = user
         self.name = name or f"baresip-{user}"
-        self.dir = Path(tmp_path) / self.name
+        super().__init__(Path(tmp_path) / self.name, "baresip.log", start_timeout_s, port)
         self.config_dir = self.dir / "config"
         self.rec_dir = self.dir / "recordings"
         self.audio_file = Path(audio_file) if audio_file is not None else None
@@ -150,12 +135,7 @@ class Baresip:
         self.codecs = codecs
         self.extra_account_params = extra_account_params
         self.extra_config = extra_config
-        self.start_timeout_s = start_timeout_s
-        self._port = port
         self._ctrl_port: int | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log_path = self.dir / "baresip.log"
-        self._log_file: IO[bytes] | None = None
         self._ctrl: socket.socket | None = None
         self._reader: threading.Thread | None = None
         self._cond = threading.Condition()
@@ -165,12 +145,6 @@ class Baresip:
         self._send_lock = threading.Lock()
 
     # -- properties -------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise BaresipError("port not chosen yet: call start() first")
-        return self._port
 
     @property
     def ctrl_port(self) -> int:
@@ -191,14 +165,6 @@ class Baresip:
         return self.uri
 
     @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
     def events(self) -> list[BaresipEvent]:
         """All events received so far (a copy)."""
         with self._cond:
@@ -209,13 +175,7 @@ class Baresip:
 
     def log_text(self) -> str:
         """baresip's output so far (ANSI colour codes removed)."""
-        try:
-            return _ANSI.sub("", self._log_path.read_text(errors="replace"))
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
+        return _ANSI.sub("", super().log_text())
 
     def recordings(self, kind: str = "dec") -> list[Path]:
         """WAV files written by sndfile: ``dec`` = what it heard, ``enc`` = what it sent.
@@ -277,25 +237,14 @@ class Baresip:
 
     # -- lifecycle --------------------------------------------------------------------
 
-    def start(self) -> Self:
-        """Write config, start baresip, connect to ctrl_tcp; raise with the log tail if it
-        dies or does not come up. Automatically chosen ports are re-picked (up to 3
-        tries) if another process grabbed one before baresip bound it."""
-        auto_ports = self._port is None and self._ctrl_port is None
-        for attempt in range(3):
-            try:
-                return self._start_once()
-            except BaresipError:
-                if not auto_ports or attempt == 2 or "in use" not in self.log_text():
-                    raise
-                self._port = None
-                self._ctrl_port = None
-                self._log_path.rename(self._log_path.with_suffix(f".failed{attempt}.log"))
-        raise AssertionError("unreachable")
+    def _auto_ports(self) -> bool:
+        return self._port is None and self._ctrl_port is None
 
-    def _start_once(self) -> Self:
-        if self.running:
-            return self
+    def _forget_ports(self) -> None:
+        self._port = None
+        self._ctrl_port = None
+
+    def _prepare(self) -> list[str]:
         self.config_dir.mkdir(parents=True, exist_ok=True)
         self.rec_dir.mkdir(parents=True, exist_ok=True)
         if self._port is None:
@@ -307,53 +256,28 @@ class Baresip:
         (self.config_dir / "config").write_text(self.config_text())
         (self.config_dir / "accounts").write_text(self.account_line() + "\n")
         (self.config_dir / "contacts").write_text("\n")
+        return [*_LINE_BUFFERED, BARESIP_BIN, "-f", str(self.config_dir), "-v"]
+
+    def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env["HOME"] = str(self.dir)
-        self._log_file = open(self._log_path, "ab")
-        self._proc = subprocess.Popen(
-            [*_LINE_BUFFERED, BARESIP_BIN, "-f", str(self.config_dir), "-v"],
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            cwd=str(self.dir),
-            env=env,
-            start_new_session=True,
-        )
-        _LIVE.add(self)
-        try:
-            self._connect_ctrl()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        return env
 
-    def _connect_ctrl(self) -> None:
-        assert self._proc is not None
-        deadline = time.monotonic() + self.start_timeout_s
-        while True:
-            rc = self._proc.poll()
-            if rc is not None:
-                raise BaresipError(
-                    f"baresip exited with {rc} during start-up; log tail:\n{self.log_tail()}"
-                )
-            if "baresip is ready" in self.log_text():
-                try:
-                    sock = socket.create_connection((HOST, self.ctrl_port), timeout=1.0)
-                except OSError:
-                    pass
-                else:
-                    sock.settimeout(None)
-                    self._ctrl = sock
-                    self._reader = threading.Thread(
-                        target=self._read_loop, name=f"{self.name}-ctrl", daemon=True
-                    )
-                    self._reader.start()
-                    return
-            if time.monotonic() >= deadline:
-                raise BaresipError(
-                    f"baresip not ready after {self.start_timeout_s}s; log tail:\n{self.log_tail()}"
-                )
-            time.sleep(0.05)
+    def _ready(self) -> bool:
+        """Connected to ctrl_tcp (once baresip says it is ready)."""
+        if "baresip is ready" not in self.log_text():
+            return False
+        try:
+            sock = socket.create_connection((HOST, self.ctrl_port), timeout=1.0)
+        except OSError:
+            return False
+        sock.settimeout(None)
+        self._ctrl = sock
+        self._reader = threading.Thread(
+            target=self._read_loop, name=f"{self.name}-ctrl", daemon=True
+        )
+        self._reader.start()
+        return True
 
     def _read_loop(self) -> None:
         sock = self._ctrl
@@ -405,7 +329,7 @@ class Baresip:
             self._cond.notify_all()
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop baresip (SIGTERM, then SIGKILL its process group) and close ctrl."""
+        """Close ctrl, then stop baresip (``PeerProcess.stop``)."""
         if self._ctrl is not None:
             try:
                 self._ctrl.shutdown(socket.SHUT_RDWR)
@@ -413,43 +337,10 @@ class Baresip:
                 pass
             self._ctrl.close()
             self._ctrl = None
-        proc = self._proc
-        if proc is not None:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-                try:
-                    proc.wait(timeout=timeout_s)
-                except subprocess.TimeoutExpired:
-                    pass
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                pass
+        super().stop(timeout_s)
         if self._reader is not None:
             self._reader.join(timeout=2.0)
             self._reader = None
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-        _LIVE.discard(self)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         port = self._port if self._port is not None else "?"

@@ -23,20 +23,15 @@ Behaviour (domain ``127.0.0.1``, users and plaintext passwords from ``users``):
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
-import signal
-import subprocess
-import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Self
 
 from .ports import HOST, Kind, free_port, free_port_pair, port_in_use
+from .process import PeerProcess
 from .sip import options_ping
+from .tls import make_self_signed_cert
 
 KAMAILIO_BIN = shutil.which("kamailio") or "/usr/sbin/kamailio"
 MODULES_DIR = "/usr/lib/x86_64-linux-gnu/kamailio/modules"
@@ -53,12 +48,14 @@ class KamailioError(RuntimeError):
     """Kamailio failed to start or died."""
 
 
-class Kamailio:
+class Kamailio(PeerProcess):
     """A private kamailio registrar/proxy on 127.0.0.1 with digest auth.
 
     ``users`` maps user name -> plaintext password. ``tmp_path`` is a directory we may
     create files in (e.g. pytest's ``tmp_path``); a ``kamailio`` subdir is used.
     """
+
+    error = KamailioError
 
     def __init__(
         self,
@@ -75,18 +72,12 @@ class Kamailio:
         for user in users:
             if not user or not all(c.isalnum() or c in "-_.+" for c in user):
                 raise ValueError(f"unsupported user name {user!r}")
+        super().__init__(Path(tmp_path) / "kamailio", "kamailio.log", start_timeout_s, port)
         self.users: dict[str, str] = dict(users)
-        self.dir = Path(tmp_path) / "kamailio"
         self.tls = tls
         self.debug = debug
         self.children = children
-        self.start_timeout_s = start_timeout_s
-        self._port = port
         self._tls_port = tls_port
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log_path = self.dir / "kamailio.log"
-        self._log_file: IO[bytes] | None = None
-        self._lock = threading.Lock()
 
     # -- properties -------------------------------------------------------------------
 
@@ -97,12 +88,6 @@ class Kamailio:
     @property
     def host(self) -> str:
         return HOST
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise KamailioError("port not chosen yet: call start() first")
-        return self._port
 
     @property
     def tls_port(self) -> int:
@@ -135,28 +120,8 @@ class Kamailio:
         return f"sip:{user}@{self.domain}"
 
     @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
     def config_path(self) -> Path:
         return self.dir / "kamailio.cfg"
-
-    # -- logs -------------------------------------------------------------------------
-
-    def log_text(self) -> str:
-        """Everything kamailio wrote to stdout/stderr so far."""
-        try:
-            return self._log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
 
     # -- config -----------------------------------------------------------------------
 
@@ -202,202 +167,71 @@ class Kamailio:
             domain=self.domain,
         )
 
-    def _make_cert(self) -> None:
-        cmd = [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(self.key_path),
-            "-out",
-            str(self.cert_path),
-            "-days",
-            "2",
-            "-subj",
-            f"/CN={HOST}",
-            "-addext",
-            f"subjectAltName=IP:{HOST}",
-        ]
-        res = subprocess.run(cmd, capture_output=True, timeout=30, check=False)
-        if res.returncode != 0:
-            raise KamailioError(f"openssl failed: {res.stderr.decode(errors='replace')}")
-
     # -- lifecycle --------------------------------------------------------------------
 
-    def start(self) -> Self:
-        """Write the config, start kamailio and wait until it answers SIP.
+    def _auto_ports(self) -> bool:
+        return self._port is None and (self._tls_port is None or not self.tls)
 
-        Raises KamailioError (with the log tail) if it exits or does not answer in time.
-        Ports chosen automatically are re-picked (up to 3 tries) if another process
-        grabbed one between our probe and kamailio's bind.
-        """
-        auto_ports = self._port is None and (self._tls_port is None or not self.tls)
-        for attempt in range(3):
-            try:
-                return self._start_once()
-            except KamailioError:
-                if (
-                    not auto_ports
-                    or attempt == 2
-                    or "Address already in use" not in (self.log_text())
-                ):
-                    raise
-                self._port = None
-                self._tls_port = None
-                self._log_path.rename(self._log_path.with_suffix(f".failed{attempt}.log"))
-        raise AssertionError("unreachable")
+    def _forget_ports(self) -> None:
+        self._port = None
+        self._tls_port = None
 
-    def _start_once(self) -> Self:
-        with self._lock:
-            if self.running:
-                return self
-            self.dir.mkdir(parents=True, exist_ok=True)
-            run_dir = self.dir / "run"
-            run_dir.mkdir(exist_ok=True)
-            if self._port is None:
-                self._port = free_port_pair()
-            if self.tls:
-                if self._tls_port is None:
-                    self._tls_port = free_port("tcp")
-                if not self.cert_path.exists():
-                    self._make_cert()
-                (self.dir / "tls.cfg").write_text(self._tls_cfg())
-            self.config_path.write_text(self.config_text())
-            cmd = [
-                KAMAILIO_BIN,
-                "-f",
-                str(self.config_path),
-                "-DD",  # stay in the foreground (workers are still forked)
-                "-E",  # log to stderr
-                "-L",
-                MODULES_DIR,
-                "-P",
-                str(run_dir / "kamailio.pid"),
-                "-Y",
-                str(run_dir),
-                "-w",
-                str(run_dir),
-                "-m",
-                "32",
-                "-M",
-                "8",
-                "-a",
-                "no",
-            ]
-            self._log_file = open(self._log_path, "ab")
-            self._proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log_file,
-                stderr=subprocess.STDOUT,
-                cwd=str(self.dir),
-                start_new_session=True,
-            )
-            _LIVE.add(self)
-        try:
-            self._wait_listening()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+    def _prepare(self) -> list[str]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        run_dir = self.dir / "run"
+        run_dir.mkdir(exist_ok=True)
+        if self._port is None:
+            self._port = free_port_pair()
+        if self.tls:
+            if self._tls_port is None:
+                self._tls_port = free_port("tcp")
+            if not self.cert_path.exists():
+                try:
+                    make_self_signed_cert(self.dir, HOST)  # cert_path, key_path
+                except RuntimeError as e:
+                    raise KamailioError(str(e)) from e
+            (self.dir / "tls.cfg").write_text(self._tls_cfg())
+        self.config_path.write_text(self.config_text())
+        return [
+            KAMAILIO_BIN,
+            "-f",
+            str(self.config_path),
+            "-DD",  # stay in the foreground (workers are still forked)
+            "-E",  # log to stderr
+            "-L",
+            MODULES_DIR,
+            "-P",
+            str(run_dir / "kamailio.pid"),
+            "-Y",
+            str(run_dir),
+            "-w",
+            str(run_dir),
+            "-m",
+            "32",
+            "-M",
+            "8",
+            "-a",
+            "no",
+        ]
 
-    def _wait_listening(self) -> None:
-        assert self._proc is not None
-        deadline = time.monotonic() + self.start_timeout_s
+    def _ready(self) -> bool:
+        # The sockets are bound by the main process before the workers fork, so a bound
+        # port is not enough: wait until an OPTIONS ping gets an answer.
         ports: list[tuple[int, Kind]] = [(self.port, "udp"), (self.port, "tcp")]
         if self.tls:
             ports.append((self.tls_port, "tcp"))
-        while True:
-            rc = self._proc.poll()
-            if rc is not None:
-                raise KamailioError(
-                    f"kamailio exited with {rc} during start-up; log tail:\n{self.log_tail()}"
-                )
-            # The sockets are bound by the main process before the workers fork, so a
-            # bound port is not enough: wait until an OPTIONS ping gets an answer.
-            if all(port_in_use(p, k) for p, k in ports) and self._ping():
-                return
-            if time.monotonic() >= deadline:
-                raise KamailioError(
-                    f"kamailio not answering on {self.hostport} after "
-                    f"{self.start_timeout_s}s; log tail:\n{self.log_tail()}"
-                )
-            time.sleep(0.05)
+        return all(port_in_use(p, k) for p, k in ports) and self._ping()
+
+    def _not_ready_message(self) -> str:
+        return f"kamailio not answering on {self.hostport}"
 
     def _ping(self, timeout_s: float = 0.5) -> bool:
         """Send a SIP OPTIONS over UDP and report whether any response came back."""
         return options_ping(HOST, self.port, timeout_s) is not None
 
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Terminate kamailio and all its workers (SIGTERM to main, then SIGKILL group)."""
-        with self._lock:
-            proc = self._proc
-            if proc is not None:
-                _kill_group(proc, timeout_s)
-            _LIVE.discard(self)
-            if self._log_file is not None:
-                self._log_file.close()
-                self._log_file = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def __repr__(self) -> str:
         port = self._port if self._port is not None else "?"
         return f"<Kamailio {HOST}:{port} pid={self.pid} running={self.running}>"
-
-
-_LIVE: set[Kamailio] = set()
-
-
-@atexit.register
-def _stop_all() -> None:
-    """Last resort: do not leave kamailio behind if a test run exits without stop()."""
-    for k in list(_LIVE):
-        k.stop(timeout_s=1.0)
-
-
-def _kill_group(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
-    """Stop ``proc`` (leader of its own process group) and everything in its group.
-
-    SIGTERM goes to the main process only: kamailio's main then stops and reaps its
-    workers itself (signalling the whole group races its SIGCHLD handling and can make
-    it hang). Whatever is left after ``timeout_s`` gets SIGKILL.
-    """
-    pgid = proc.pid  # start_new_session=True -> it leads its own group
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        return
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL always works
-        pass
-    # Orphaned workers are reaped by init; wait briefly until the group is empty.
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.02)
 
 
 _CONFIG_TEMPLATE = """#!KAMAILIO

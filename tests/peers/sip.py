@@ -17,20 +17,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
 
-from .ports import HOST
+from callfleet.sip.message import COMPACT_HEADERS
 
-_COMPACT = {
-    "i": "call-id",
-    "m": "contact",
-    "e": "content-encoding",
-    "l": "content-length",
-    "c": "content-type",
-    "f": "from",
-    "s": "subject",
-    "k": "supported",
-    "t": "to",
-    "v": "via",
-}
+from .ports import HOST
 
 
 @dataclass
@@ -75,8 +64,8 @@ class SipMessage:
         return values[0] if values else None
 
     def header_values(self, name: str) -> list[str]:
-        key = _COMPACT.get(name.lower(), name.lower())
-        return [v for n, v in self.headers if _COMPACT.get(n.lower(), n.lower()) == key]
+        key = COMPACT_HEADERS.get(name.lower(), name.lower())
+        return [v for n, v in self.headers if COMPACT_HEADERS.get(n.lower(), n.lower()) == key]
 
     @property
     def call_id(self) -> str:

@@ -241,3 +241,17 @@ def test_fast_frame_copy_matches_slow_path() -> None:
     framecopy.write_pcm16(vec, samples)
     assert bytes(vec) == samples.tobytes()
     assert np.array_equal(framecopy.read_pcm16(vec), samples)
+
+
+def test_phone_script_json_errors() -> None:
+    from callfleet.sip.testing.script import PhoneScript
+
+    assert PhoneScript.from_json(PhoneScript(tone_hz=440).to_json()).tone_hz == 440
+    with pytest.raises(ValueError) as err:
+        PhoneScript.from_json('{"tone_hz": 440, "volume": 3}')
+    assert str(err.value) == "unknown test phone script keys: ['volume']"
+    with pytest.raises(ValueError, match="Expecting"):
+        PhoneScript.from_json('{"tone_hz": ')
+    with pytest.raises(ValueError) as err:
+        PhoneScript.from_json('{"answer": "maybe"}')
+    assert str(err.value) == "script answer must be answer, reject or ignore: 'maybe'"
