@@ -196,9 +196,9 @@ class PjCall(pj.Call):
         # to onDtmfDigit, without its duration): report each once, at its end.
         if not prm.flags & DTMF_IS_END:
             return
-        # RFC 4733 §2.5.1.4 sends the end of an event three times; PJMEDIA usually
-        # reports it once, but under load a retransmission can come through as a second
-        # end. An event is identified by its RTP timestamp: report each one once.
+        # RFC 4733 §2.5.1.4 sends the end of an event three times. PJMEDIA reports it
+        # once; the guard keyed by the event's RTP timestamp makes sure a repeated end
+        # can never become a second digit.
         event = (str(prm.digit), int(prm.method), int(prm.timestamp))
         if prm.method == pj.PJSUA_DTMF_METHOD_RFC2833 and event == self._last_dtmf:
             return

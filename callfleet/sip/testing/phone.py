@@ -116,7 +116,7 @@ class Phone:
             self.spawn(self.record(call, os.path.join(s.record_dir, f"{call.id}.wav")))
         if not s.silent:
             self.spawn(self.talk(call))
-        if call.direction == "outbound" or call.answered_at is not None:
+        if call.direction == "outbound":
             self.spawn(self.after_answer(call))
 
     async def talk(self, call: Call) -> None:
