@@ -13,6 +13,7 @@ import pytest_asyncio
 from callfleet.sip.config import EndpointConfig, Transport, TransportSpec
 from callfleet.sip.endpoint import SipEndpoint
 from callfleet.sip.testing import PhoneScript, TestPhone
+from tests.peers.fixtures import postgres_server, redis_server  # noqa: F401  (shared fixtures)
 from tests.peers.tls import make_self_signed_cert
 
 #: Short RFC 3261 Timer B for the session endpoint, so that an unanswered INVITE frees

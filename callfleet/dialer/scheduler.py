@@ -1,0 +1,236 @@
+"""Scheduling: which contacts to call now, what an ended attempt means for its contact,
+and what to do with attempts whose worker died.
+
+All functions take the clock (``now``) as an argument, so tests and the benchmark
+control time; they work in the caller's transaction and return ids for the caller to
+enqueue after commit (a task must never run before the row it points at exists).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from callfleet.dialer import state
+from callfleet.dialer.models import (
+    AttemptState,
+    CallAttempt,
+    CallEvent,
+    CallResult,
+    Campaign,
+    CampaignStatus,
+    Contact,
+    ContactStatus,
+)
+from callfleet.dialer.retry import ANSWERED, RetryPolicy, next_attempt
+from callfleet.dialer.windows import (
+    CallingWindow,
+    Schedule,
+    next_call_time,
+    possible_zones_for_number,
+)
+from callfleet.sip.status import EndReason
+
+#: Attempts whose worker stopped renewing the lease are failed with this end reason.
+WORKER_LOST = "worker_lost"
+#: Outcomes that mean a person (or machine) picked up: the attempt ends COMPLETED.
+_ANSWERED_OUTCOMES = frozenset(
+    {ANSWERED, "voicemail", EndReason.COMPLETED.value, EndReason.TRANSFERRED.value}
+)
+
+
+def schedule_of(campaign: Campaign) -> Schedule:
+    window = (
+        CallingWindow.from_dict(campaign.calling_window)
+        if campaign.calling_window
+        else CallingWindow.daily()
+    )
+    return Schedule(
+        default_tz=campaign.default_tz,
+        window=window,
+        tz_policy=campaign.tz_policy,  # type: ignore[arg-type]
+        starts_at=campaign.starts_at,
+        ends_at=campaign.ends_at,
+    )
+
+
+def _contact_zones(contact: Contact) -> str | Sequence[str] | None:
+    return contact.timezone or possible_zones_for_number(contact.phone_e164) or None
+
+
+@dataclass
+class ScheduleResult:
+    #: New queued attempts, to enqueue after commit.
+    attempts: list[str]
+    #: Contacts moved to a later time (outside their calling window now).
+    deferred: int = 0
+    #: Contacts that can never be called (the campaign ends first).
+    expired: int = 0
+
+
+def schedule_campaign(
+    session: Session, campaign: Campaign, now: datetime, *, limit: int = 500
+) -> ScheduleResult:
+    """Queue an attempt for each contact of a running campaign that is due and inside
+    its calling window now; a contact outside its window gets its next allowed time (it
+    waits, it is not dropped). Concurrent schedulers cannot queue a contact twice: the
+    contact moves pending → in_progress by compare-and-set."""
+    result = ScheduleResult(attempts=[])
+    if campaign.status != CampaignStatus.RUNNING:
+        return result
+    schedule = schedule_of(campaign)
+    due = session.scalars(
+        select(Contact)
+        .where(
+            Contact.campaign_id == campaign.id,
+            Contact.status == ContactStatus.PENDING,
+            or_(Contact.next_attempt_at.is_(None), Contact.next_attempt_at <= now),
+        )
+        .order_by(Contact.next_attempt_at, Contact.source_row)
+        .limit(limit)
+    ).all()
+    for contact in due:
+        at = next_call_time(now, _contact_zones(contact), schedule)
+        if at is None:
+            contact.status = ContactStatus.SUPPRESSED
+            contact.suppressed_reason = (
+                "no time left to call: the campaign ends first, or the number's possible "
+                "time zones share no calling window"
+            )
+            result.expired += 1
+        elif at > now:
+            contact.next_attempt_at = at
+            result.deferred += 1
+        elif _take(session, contact.id):
+            attempt = CallAttempt(
+                tenant_id=contact.tenant_id,
+                campaign_id=campaign.id,
+                contact_id=contact.id,
+                attempt_number=contact.attempts_made + 1,
+                due_at=now,
+            )
+            session.add(attempt)
+            session.flush()
+            result.attempts.append(attempt.id)
+    return result
+
+
+def _take(session: Session, contact_id: str) -> bool:
+    res = session.execute(
+        update(Contact)
+        .where(Contact.id == contact_id, Contact.status == ContactStatus.PENDING)
+        .values(status=ContactStatus.IN_PROGRESS)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(res.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def record_outcome(
+    session: Session,
+    attempt_id: str,
+    outcome: str,
+    now: datetime,
+    *,
+    sip_code: int | None = None,
+    sip_reason: str | None = None,
+    result: dict[str, Any] | None = None,
+    rng: random.Random | None = None,
+) -> bool:
+    """End ``attempt_id`` with ``outcome`` (an ``EndReason`` value, "voicemail" or
+    "answered"), store its result, and apply the campaign's retry policy to its contact.
+    ``False`` if the attempt had already ended: the outcome is recorded once."""
+    final = AttemptState.COMPLETED if outcome in _ANSWERED_OUTCOMES else AttemptState.FAILED
+    if not state.transition(
+        session,
+        attempt_id,
+        final,
+        end_reason=outcome,
+        sip_code=sip_code,
+        sip_reason=sip_reason,
+        ended_at=now,
+    ):
+        return False
+    attempt = session.get(CallAttempt, attempt_id)
+    assert attempt is not None
+    session.add(CallResult(attempt_id=attempt_id, outcome=outcome, **(result or {})))
+    decision_reason = "no contact"
+    if attempt.contact_id is not None:
+        contact = session.get(Contact, attempt.contact_id)
+        campaign = session.get(Campaign, attempt.campaign_id) if attempt.campaign_id else None
+        if contact is not None and campaign is not None:
+            decision_reason = _apply_retry(contact, campaign, outcome, now, rng)
+    session.add(
+        CallEvent(
+            attempt_id=attempt_id,
+            at=now,
+            type="attempt.ended",
+            data={"outcome": outcome, "sip_code": sip_code, "next": decision_reason},
+        )
+    )
+    return True
+
+
+def _apply_retry(
+    contact: Contact, campaign: Campaign, outcome: str, now: datetime, rng: random.Random | None
+) -> str:
+    contact.attempts_made += 1
+    contact.last_outcome = outcome
+    policy = (
+        RetryPolicy.from_dict(campaign.retry_policy) if campaign.retry_policy else RetryPolicy()
+    )
+    decision = next_attempt(policy, outcome, contact.attempts_made, now, rng)
+    if decision.retry and campaign.status not in (CampaignStatus.CANCELLED,):
+        contact.status = ContactStatus.PENDING
+        contact.next_attempt_at = decision.at
+    else:
+        contact.status = ContactStatus.DONE
+        contact.next_attempt_at = None
+    return decision.reason
+
+
+def reconcile(session: Session, now: datetime, rng: random.Random | None = None) -> list[str]:
+    """Fail every live attempt whose lease expired (its worker died): recorded once with
+    the reason, then the retry policy decides — never a blind redial of the same
+    attempt. Returns the attempts it resolved."""
+    resolved = []
+    for attempt_id in state.expired_attempts(session, now):
+        if record_outcome(
+            session,
+            attempt_id,
+            EndReason.FAILED.value,
+            now,
+            sip_reason=f"{WORKER_LOST}: the call's worker stopped renewing its lease",
+            rng=rng,
+        ):
+            resolved.append(attempt_id)
+    return resolved
+
+
+def complete_if_done(session: Session, campaign: Campaign, now: datetime) -> bool:
+    """Mark a running campaign completed when no contact is left to call; ``True`` when
+    this call completed it (emit ``campaign.completed`` then)."""
+    if campaign.status != CampaignStatus.RUNNING:
+        return False
+    open_contact = session.scalar(
+        select(Contact.id)
+        .where(
+            Contact.campaign_id == campaign.id,
+            Contact.status.in_([ContactStatus.PENDING, ContactStatus.IN_PROGRESS]),
+        )
+        .limit(1)
+    )
+    if open_contact is not None:
+        return False
+    res = session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign.id, Campaign.status == CampaignStatus.RUNNING)
+        .values(status=CampaignStatus.COMPLETED, completed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(res.rowcount == 1)  # type: ignore[attr-defined]

@@ -1,0 +1,55 @@
+"""Database fixtures: every storage test runs on SQLite and on a private PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from callfleet.dialer.db import make_engine, make_sessionmaker, migrate
+from callfleet.dialer.models import Campaign, Tenant
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A freshly migrated database URL: a SQLite file, or a new database on the private
+    PostgreSQL server of the session."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'callfleet.db'}"
+    else:
+        server = request.getfixturevalue("postgres_server")
+        name = f"t_{abs(hash(request.node.nodeid)) % 10**12}"
+        admin = make_engine(server.url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+            conn.execute(text(f"CREATE DATABASE {name}"))
+        admin.dispose()
+        url = server.url.rsplit("/", 1)[0] + f"/{name}"
+    migrate(url)
+    yield url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    return make_sessionmaker(engine)
+
+
+@pytest.fixture
+def campaign(sessions: sessionmaker[Session]) -> Campaign:
+    with sessions() as s, s.begin():
+        tenant = Tenant(name="acme")
+        s.add(tenant)
+        s.flush()
+        camp = Campaign(tenant_id=tenant.id, name="spring reminders", default_region="US")
+        s.add(camp)
+    return camp

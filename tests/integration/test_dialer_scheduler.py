@@ -1,0 +1,202 @@
+"""Scheduling with an injected clock on SQLite and PostgreSQL: calling windows across
+time zones, outcomes and retries, the reconciler for dead workers, campaign controls."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from callfleet.dialer import state
+from callfleet.dialer.campaigns import CampaignStateError, control
+from callfleet.dialer.contacts import csv_rows, import_contacts
+from callfleet.dialer.models import (
+    AttemptState,
+    CallAttempt,
+    CallResult,
+    Campaign,
+    CampaignStatus,
+    Contact,
+    ContactStatus,
+)
+from callfleet.dialer.scheduler import (
+    complete_if_done,
+    reconcile,
+    record_outcome,
+    schedule_campaign,
+)
+
+# 2026-11-23 is a Monday. 14:00 UTC = 09:00 New York, 14:00 London, 19:30 Kolkata,
+# 06:00 Los Angeles (before the 08:00 window opens).
+MONDAY_1400 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
+
+CONTACTS = """phone,name,timezone
++12125550101,New York,
++442079460958,London,
++919876543210,Kolkata,Asia/Kolkata
++13105550123,Los Angeles,
+"""
+
+
+def _start(sessions: sessionmaker[Session], campaign: Campaign, **settings: object) -> None:
+    with sessions() as s, s.begin():
+        camp = s.get(Campaign, campaign.id)
+        assert camp is not None
+        for key, value in settings.items():
+            setattr(camp, key, value)
+        import_contacts(s, camp, csv_rows(CONTACTS))
+        control(s, campaign.id, "start", MONDAY_1400)
+
+
+def _schedule(sessions: sessionmaker[Session], campaign_id: str, now: datetime) -> list[str]:
+    with sessions() as s, s.begin():
+        camp = s.get(Campaign, campaign_id)
+        assert camp is not None
+        return schedule_campaign(s, camp, now).attempts
+
+
+def _phones(sessions: sessionmaker[Session], attempt_ids: list[str]) -> set[str]:
+    with sessions() as s:
+        return {
+            s.get(Contact, s.get(CallAttempt, a).contact_id).phone_e164  # type: ignore[union-attr,arg-type]
+            for a in attempt_ids
+        }
+
+
+def test_windows_in_each_contacts_local_time(
+    sessions: sessionmaker[Session], campaign: Campaign
+) -> None:
+    _start(sessions, campaign)
+    first = _schedule(sessions, campaign.id, MONDAY_1400)
+    assert _phones(sessions, first) == {"+12125550101", "+442079460958", "+919876543210"}
+    with sessions() as s:
+        la = s.scalars(select(Contact).where(Contact.phone_e164 == "+13105550123")).one()
+        # Waits (not dropped) until 08:00 in Los Angeles = 16:00 UTC.
+        assert la.status == ContactStatus.PENDING
+        assert la.next_attempt_at == datetime(2026, 11, 23, 16, 0, tzinfo=UTC)
+    assert _schedule(sessions, campaign.id, MONDAY_1400 + timedelta(hours=1)) == []
+    later = _schedule(sessions, campaign.id, datetime(2026, 11, 23, 16, 0, tzinfo=UTC))
+    assert _phones(sessions, later) == {"+13105550123"}
+
+
+def test_campaign_policy_and_closed_days(
+    sessions: sessionmaker[Session], campaign: Campaign
+) -> None:
+    window = {"mon": [], "tue": [["09:00", "17:00"]]}
+    _start(
+        sessions, campaign, calling_window=window, tz_policy="campaign", default_tz="Europe/London"
+    )
+    assert _schedule(sessions, campaign.id, MONDAY_1400) == []
+    with sessions() as s:
+        due = {c.next_attempt_at for c in s.scalars(select(Contact))}
+    assert due == {datetime(2026, 11, 24, 9, 0, tzinfo=UTC)}  # Tuesday 09:00 London
+
+
+def test_outcomes_retry_then_finish(sessions: sessionmaker[Session], campaign: Campaign) -> None:
+    policy = {"max_attempts": 2, "busy_s": 60, "jitter_s": 0}
+    _start(sessions, campaign, retry_policy=policy)
+    attempts = _schedule(sessions, campaign.id, MONDAY_1400)
+    rng = random.Random(1)
+    by_phone = {}
+    with sessions() as s, s.begin():
+        for a in attempts:
+            phone = s.get(Contact, s.get(CallAttempt, a).contact_id).phone_e164  # type: ignore[union-attr,arg-type]
+            by_phone[phone] = a
+            assert state.claim(s, a, "w1", lease_s=60, now=MONDAY_1400)
+        end = MONDAY_1400 + timedelta(seconds=30)
+        assert record_outcome(s, by_phone["+12125550101"], "busy", end, sip_code=486, rng=rng)
+        assert record_outcome(
+            s, by_phone["+442079460958"], "completed", end, result={"talk_s": 42.0}
+        )
+        assert record_outcome(s, by_phone["+919876543210"], "invalid_number", end, sip_code=404)
+        # The same outcome reported twice (a redelivered task) is recorded once.
+        assert not record_outcome(s, by_phone["+12125550101"], "busy", end)
+    with sessions() as s:
+        ny = s.scalars(select(Contact).where(Contact.phone_e164 == "+12125550101")).one()
+        assert (ny.status, ny.attempts_made, ny.last_outcome) == ("pending", 1, "busy")
+        assert ny.next_attempt_at == MONDAY_1400 + timedelta(seconds=90)
+        london = s.scalars(select(Contact).where(Contact.phone_e164 == "+442079460958")).one()
+        assert london.status == ContactStatus.DONE
+        result = s.get(CallResult, by_phone["+442079460958"])
+        assert result is not None and result.talk_s == 42.0
+        attempt = s.get(CallAttempt, by_phone["+12125550101"])
+        assert attempt is not None and attempt.state == AttemptState.FAILED
+        assert attempt.sip_code == 486
+    retry = _schedule(sessions, campaign.id, MONDAY_1400 + timedelta(seconds=90))
+    assert _phones(sessions, retry) == {"+12125550101"}
+    with sessions() as s, s.begin():
+        assert s.get(CallAttempt, retry[0]).attempt_number == 2  # type: ignore[union-attr]
+        state.claim(s, retry[0], "w1", lease_s=60, now=MONDAY_1400)
+        record_outcome(s, retry[0], "busy", MONDAY_1400 + timedelta(seconds=120))
+        ny = s.scalars(select(Contact).where(Contact.phone_e164 == "+12125550101")).one()
+        assert ny.status == ContactStatus.DONE  # max_attempts reached
+
+
+def test_reconciler_fails_dead_workers_attempts_once(
+    sessions: sessionmaker[Session], campaign: Campaign
+) -> None:
+    _start(sessions, campaign, retry_policy={"failed_s": 300, "jitter_s": 0})
+    attempts = _schedule(sessions, campaign.id, MONDAY_1400)
+    with sessions() as s, s.begin():
+        for a in attempts:
+            state.claim(s, a, "dead-worker", lease_s=30, now=MONDAY_1400)
+    with sessions() as s, s.begin():
+        assert reconcile(s, MONDAY_1400 + timedelta(seconds=20)) == []
+        resolved = reconcile(s, MONDAY_1400 + timedelta(seconds=31))
+    assert sorted(resolved) == sorted(attempts)
+    with sessions() as s, s.begin():
+        assert reconcile(s, MONDAY_1400 + timedelta(seconds=60)) == []  # once only
+        for a in attempts:
+            attempt = s.get(CallAttempt, a)
+            assert attempt is not None and attempt.state == AttemptState.FAILED
+            assert attempt.sip_reason is not None and attempt.sip_reason.startswith("worker_lost")
+        # The contacts are not redialled blindly: the retry policy schedules them.
+        due = {c.next_attempt_at for c in s.scalars(select(Contact)) if c.attempts_made}
+        assert due == {MONDAY_1400 + timedelta(seconds=331)}
+
+
+def test_controls_and_completion(sessions: sessionmaker[Session], campaign: Campaign) -> None:
+    _start(sessions, campaign)
+    with sessions() as s, s.begin():
+        assert control(s, campaign.id, "pause", MONDAY_1400) is CampaignStatus.PAUSED
+        with pytest.raises(CampaignStateError, match=r"cannot pause campaign \S+: it is paused"):
+            control(s, campaign.id, "pause", MONDAY_1400)
+        with pytest.raises(ValueError, match="unknown campaign action 'stop'"):
+            control(s, campaign.id, "stop", MONDAY_1400)
+    assert _schedule(sessions, campaign.id, MONDAY_1400) == []  # paused: no new calls
+    with sessions() as s, s.begin():
+        control(s, campaign.id, "resume", MONDAY_1400)
+    attempts = _schedule(sessions, campaign.id, MONDAY_1400)
+    with sessions() as s, s.begin():
+        state.claim(s, attempts[0], "w1", lease_s=60, now=MONDAY_1400)  # one call is live
+        control(s, campaign.id, "cancel", MONDAY_1400)
+        states = {a.id: a.state for a in s.scalars(select(CallAttempt))}
+        assert states[attempts[0]] == AttemptState.DIALING  # live calls finish
+        assert sorted(v for k, v in states.items() if k != attempts[0]) == ["failed", "failed"]
+        statuses = sorted(c.status for c in s.scalars(select(Contact)))
+        assert statuses == ["in_progress", "suppressed", "suppressed", "suppressed"]
+
+
+def test_campaign_completes_when_no_contact_is_left(
+    sessions: sessionmaker[Session], campaign: Campaign
+) -> None:
+    _start(sessions, campaign, retry_policy={"max_attempts": 1})
+    attempts = _schedule(sessions, campaign.id, MONDAY_1400)
+    attempts += _schedule(sessions, campaign.id, datetime(2026, 11, 23, 16, 0, tzinfo=UTC))
+    assert len(attempts) == 4
+    with sessions() as s, s.begin():
+        camp = s.get(Campaign, campaign.id)
+        assert camp is not None
+        for a in attempts[:-1]:
+            state.claim(s, a, "w1", lease_s=60)
+            record_outcome(s, a, "no_answer", MONDAY_1400)
+        assert not complete_if_done(s, camp, MONDAY_1400)
+        state.claim(s, attempts[-1], "w1", lease_s=60)
+        record_outcome(s, attempts[-1], "completed", MONDAY_1400)
+        assert complete_if_done(s, camp, MONDAY_1400)
+        assert not complete_if_done(s, camp, MONDAY_1400)
+        s.refresh(camp)
+        assert camp.status == CampaignStatus.COMPLETED
