@@ -87,12 +87,46 @@ async def _call(args: argparse.Namespace) -> int:
     return 0 if result.answered else 1
 
 
+def _scheduler(loglevel: str) -> int:
+    import os
+
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "callfleet.workers.celery_app",
+        "worker",
+        "-Q",
+        "scheduling,webhooks",
+        "-B",
+        "-c",
+        "2",
+        "-n",
+        "scheduler@%h",
+        "--loglevel",
+        loglevel,
+    ]
+    os.execv(sys.executable, argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="callfleet", description=__doc__)
     parser.add_argument("--log-level", default="WARNING", help="Python log level (WARNING)")
     sub = parser.add_subparsers(dest="command", required=True)
     _call_parser(sub)
     sub.add_parser("demo", help="run the loopback demo (a simulated phone network)")
+    worker = sub.add_parser(
+        "worker", help="run call-host processes (Celery workers on the calls queue)"
+    )
+    worker.add_argument("--calls", type=int, required=True, help="concurrent calls to host")
+    worker.add_argument(
+        "--sip-port", type=int, default=5060, help="first SIP port; one per process (0: any)"
+    )
+    sub.add_parser(
+        "scheduler", help="run the scheduling side: the tick, webhook delivery, Celery beat"
+    )
+    sub.add_parser("migrate", help="create or upgrade the database schema")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -104,6 +138,18 @@ def main(argv: list[str] | None = None) -> int:
             from callfleet.sip.testing.demo import main as demo_main
 
             return demo_main()
+        if args.command == "worker":
+            from callfleet.workers.supervisor import Supervisor
+
+            return Supervisor(args.calls, sip_port=args.sip_port, loglevel=args.log_level).run()
+        if args.command == "scheduler":
+            return _scheduler(args.log_level)
+        if args.command == "migrate":
+            from callfleet.dialer.db import migrate
+            from callfleet.settings import get_settings
+
+            migrate(get_settings().database_url)
+            return 0
     except ValueError as e:  # bad input: a clear message, no traceback
         print(f"callfleet {args.command}: {e}", file=sys.stderr)
         return 2

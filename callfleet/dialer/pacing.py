@@ -193,8 +193,9 @@ class TokenBucket:
         """Wait for a token and take it; False if none could be had within ``timeout_s``.
 
         Sleeps for the wait ``acquire()`` reports (counted from when the request was
-        sent), then tries again: another process may have taken that token first. Gives up at once, without sleeping, when the wait
-        reaches beyond the deadline, since no token can arrive sooner.
+        sent), then tries again: another process may have taken that token first. Gives
+        up at once, without sleeping, when the wait reaches beyond the deadline, since
+        no token can arrive sooner.
         ``timeout_s`` (>= 0): 0 means try once.
         """
         if not timeout_s >= 0:

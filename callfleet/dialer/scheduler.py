@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -234,3 +234,40 @@ def complete_if_done(session: Session, campaign: Campaign, now: datetime) -> boo
         .execution_options(synchronize_session=False)
     )
     return bool(res.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def stale_queued(session: Session, now: datetime, older_than_s: float = 300.0) -> list[str]:
+    """Attempts queued long ago and never claimed (their task was lost or gave up on
+    pacing): enqueue them again. Safe, because only a claim can lead to a dial."""
+    cutoff = now - timedelta(seconds=older_than_s)
+    return list(
+        session.scalars(
+            select(CallAttempt.id).where(
+                CallAttempt.state == AttemptState.QUEUED, CallAttempt.due_at < cutoff
+            )
+        )
+    )
+
+
+@dataclass
+class TickReport:
+    queued: list[str]
+    requeued: list[str]
+    resolved: list[str]
+    completed_campaigns: list[str]
+
+
+def tick(session: Session, now: datetime, *, per_campaign: int = 500) -> TickReport:
+    """One scheduler pass over every running campaign: fail attempts of dead workers,
+    queue due contacts, re-enqueue stale attempts, complete finished campaigns. The
+    caller enqueues ``queued`` + ``requeued`` after committing."""
+    report = TickReport(
+        queued=[], requeued=[], resolved=reconcile(session, now), completed_campaigns=[]
+    )
+    running = session.scalars(select(Campaign).where(Campaign.status == CampaignStatus.RUNNING))
+    for campaign in running.all():
+        report.queued += schedule_campaign(session, campaign, now, limit=per_campaign).attempts
+        if complete_if_done(session, campaign, now):
+            report.completed_campaigns.append(campaign.id)
+    report.requeued = stale_queued(session, now)
+    return report

@@ -38,6 +38,8 @@ class Phone:
     def __init__(self, endpoint: SipEndpoint, script: PhoneScript) -> None:
         self.ep = endpoint
         self.script = script
+        #: The script each call follows (``by_callee`` can vary it per dialled number).
+        self.scripts: dict[str, PhoneScript] = {}
         self.calls: dict[str, Call] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -58,8 +60,12 @@ class Phone:
 
     # -- per-call behaviour -------------------------------------------------------------
 
-    def track(self, call: Call, origin: str) -> None:
+    def script_of(self, call: Call) -> PhoneScript:
+        return self.scripts.get(call.id, self.script)
+
+    def track(self, call: Call, origin: str, script: PhoneScript | None = None) -> None:
         self.calls[call.id] = call
+        self.scripts[call.id] = script or self.script
         call.on("state", lambda s: self.emit("state", call=call.id, state=s.value))
         call.on(
             "dtmf",
@@ -77,7 +83,7 @@ class Phone:
         )
         call.on("replaced", lambda new: self.on_replaced(call, new))
         call.on("ended", lambda reason: self.on_ended(call, reason))
-        call.set_refer_response(self.script.refer_code)
+        call.set_refer_response(self.script_of(call).refer_code)
         self.spawn(self.media(call))
         self.emit("call", call=call.id, origin=origin, remote=call.remote_uri)
 
@@ -111,7 +117,7 @@ class Phone:
             await call.wait_media(timeout_s=120)
         except Exception:
             return
-        s = self.script
+        s = self.script_of(call)
         if s.record_dir:
             self.spawn(self.record(call, os.path.join(s.record_dir, f"{call.id}.wav")))
         if not s.silent:
@@ -123,15 +129,16 @@ class Phone:
         out = call.audio_out
         assert out is not None
         rate = out.sample_rate
-        if self.script.play:
-            for path in self.script.play:
+        script = self.script_of(call)
+        if script.play:
+            for path in script.play:
                 samples, _ = read_wav(path, sample_rate=rate)
                 out.write(samples, rate)
             out.finish()
             return
-        if self.script.tone_hz:
+        if script.tone_hz:
             # Keep ~200 ms queued so the clock never starves.
-            chunk = sine(self.script.tone_hz, 1000, rate, amplitude_dbfs=self.script.tone_dbfs)
+            chunk = sine(script.tone_hz, 1000, rate, amplitude_dbfs=script.tone_dbfs)
             pos = 0
             frame = samples_per_frame(rate)
             while not call.is_ended:
@@ -154,7 +161,7 @@ class Phone:
     async def after_answer(self, call: Call) -> None:
         if not await call.wait_answered():
             return
-        s = self.script
+        s = self.script_of(call)
         if s.dtmf:
             await asyncio.sleep(s.dtmf_after_s)
             await call.send_dtmf(s.dtmf, method=DtmfMethod(s.dtmf_method))
@@ -173,8 +180,8 @@ class Phone:
             callee=incoming.callee,
             headers=dict(incoming.headers),
         )
-        self.track(call, "inbound")
-        s = self.script
+        s = self.script.for_callee(incoming.callee)
+        self.track(call, "inbound", s)
         if s.answer == "reject":
             await call.reject(s.reject_code)
             return

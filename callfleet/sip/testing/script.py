@@ -34,10 +34,20 @@ class PhoneScript:
     dtmf_after_s: float = 0.5
     refer_code: int = 202
     hangup_after_s: float | None = None
+    #: Per dialled number (the Request-URI user, e.g. "+15550100"): fields that replace
+    #: the ones above for calls to that number — a simulated phone network in one phone.
+    by_callee: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.answer not in ("answer", "reject", "ignore"):
             raise ValueError(f"script answer must be answer, reject or ignore: {self.answer!r}")
+
+    def for_callee(self, callee: str | None) -> PhoneScript:
+        """The script for a call to ``callee``: this one, with its overrides applied."""
+        overrides = self.by_callee.get(callee or "")
+        if not overrides:
+            return self
+        return PhoneScript(**{**asdict(self), **overrides, "by_callee": {}})
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -47,6 +57,8 @@ class PhoneScript:
         data: dict[str, Any] = json.loads(text)
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
+        for callee, overrides in data.get("by_callee", {}).items():
+            unknown |= {f"by_callee[{callee}].{k}" for k in set(overrides) - known}
         if unknown:
             raise ValueError(f"unknown test phone script keys: {sorted(unknown)}")
         return cls(**data)

@@ -1,0 +1,587 @@
+"""Webhooks: the event body, its signature, the outbox of deliveries, and delivery.
+
+Body
+    One JSON object per event, UTF-8, compact, keys sorted::
+
+        {"created_at": "2024-05-01T12:00:00Z", "data": {...}, "id": "att_1f…:completed",
+         "tenant_id": "ten_…", "type": "call.completed"}
+
+    ``id`` is the event's idempotency key: one event has one id, however often and to
+    however many subscriptions it is sent. ``created_at`` is ISO 8601 in UTC with a "Z".
+    Receivers should ignore fields they do not know; new ones may be added.
+
+Headers
+    ``Content-Type: application/json``, ``X-Callfleet-Event`` (the type),
+    ``X-Callfleet-Delivery`` (the delivery id, new for each subscription),
+    ``Idempotency-Key`` (``<event id>:<subscription id>``: the same for every retry of
+    one delivery, so that a receiver can drop repeats) and ``X-Callfleet-Signature``.
+
+Signature (the scheme of Stripe's ``Stripe-Signature``,
+https://docs.stripe.com/webhooks#verify-manually)
+    ``X-Callfleet-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>`` where the HMAC is
+    keyed with the subscription's secret (UTF-8) over ``f"{t}.".encode() + body``, the
+    body exactly as received. A receiver recomputes it, compares it in constant time
+    (``hmac.compare_digest``) with every ``v1`` in the header, and rejects timestamps
+    more than a tolerance (default 300 s) away from its clock, which bounds replays.
+    ``verify`` does all of this.
+
+Delivery
+    ``enqueue`` writes one ``WebhookDelivery`` row per matching subscription in the
+    caller's transaction (a transactional outbox: an event is sent only if what it
+    reports was committed). ``deliver_due`` sends the rows that are due: a 2xx answer
+    delivers; anything else is retried after an exponential backoff with full jitter
+    (base 10 s, factor 2, cap 1 h; https://aws.amazon.com/blogs/architecture/
+    exponential-backoff-and-jitter/) until the delivery is 24 h old or has had 15
+    attempts, when it is dead. ``replay`` sends a dead delivery again. Delivery is at
+    least once: a deliverer that dies after sending, before recording, sends again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import random
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from callfleet.dialer.db import new_id
+from callfleet.dialer.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
+
+logger = logging.getLogger(__name__)
+
+EVENT_TYPES: tuple[str, ...] = (
+    "call.completed",
+    "call.voicemail",
+    "call.transferred",
+    "call.inbound",
+    "campaign.completed",
+)
+
+SIGNATURE_HEADER = "X-Callfleet-Signature"
+EVENT_HEADER = "X-Callfleet-Event"
+DELIVERY_HEADER = "X-Callfleet-Delivery"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+SIGNATURE_SCHEME = "v1"
+DEFAULT_TOLERANCE_S = 300
+
+BACKOFF_BASE_S = 10.0
+BACKOFF_FACTOR = 2.0
+BACKOFF_CAP_S = 3600.0
+DEFAULT_MAX_ATTEMPTS = 15
+DEFAULT_MAX_AGE_S = 24 * 3600.0
+DEFAULT_IN_FLIGHT_S = 60.0
+
+#: ``idempotency_key`` holds 80 characters: the event key, ":" and a subscription id
+#: (``whs_`` and 24 hex digits).
+MAX_KEY_LENGTH = 80 - len(":whs_") - 24
+#: How much of a failed answer's body is kept in ``last_error``.
+ERROR_BODY_CHARS = 200
+
+_CREATED_AT_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
+
+
+class SignatureError(ValueError):
+    """An ``X-Callfleet-Signature`` header that does not prove the body is ours."""
+
+
+def _format_time(at: datetime) -> str:
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
+
+
+def _required_str(obj: Mapping[str, Any], name: str) -> str:
+    value = obj.get(name)
+    if value is None or value == "":
+        raise ValueError(f"webhook event has no {name}")
+    if not isinstance(value, str):
+        raise ValueError(f"webhook event {name} must be a string, got {type(value).__name__}")
+    return value
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """One event as sent to receivers (see the module docstring for the schema)."""
+
+    id: str
+    type: str
+    created_at: datetime
+    tenant_id: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.type not in EVENT_TYPES:
+            raise ValueError(f"webhook event type {self.type!r} is unknown")
+        if self.created_at.tzinfo is None:
+            raise ValueError(
+                f"webhook event created_at {self.created_at.isoformat()} has no time zone"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "created_at": _format_time(self.created_at),
+            "tenant_id": self.tenant_id,
+            "data": dict(self.data),
+        }
+
+    def to_json(self) -> bytes:
+        """The body as sent: compact UTF-8 JSON with sorted keys."""
+        return json.dumps(
+            self.to_dict(),
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+        ).encode()
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> WebhookEvent:
+        """The event in a decoded body; unknown fields are ignored."""
+        if not isinstance(obj, dict):
+            raise ValueError(f"webhook body must be a JSON object, got {type(obj).__name__}")
+        event_id = _required_str(obj, "id")
+        event_type = _required_str(obj, "type")
+        if event_type not in EVENT_TYPES:
+            raise ValueError(f"webhook event type {event_type!r} is unknown")
+        created = _required_str(obj, "created_at")
+        if not _CREATED_AT_RE.fullmatch(created):
+            raise ValueError(f"webhook event created_at {created!r} is not an ISO 8601 UTC time")
+        try:
+            created_at = datetime.fromisoformat(created[:-1]).replace(tzinfo=UTC)
+        except ValueError:
+            raise ValueError(
+                f"webhook event created_at {created!r} is not an ISO 8601 UTC time"
+            ) from None
+        tenant_id = _required_str(obj, "tenant_id")
+        data = obj.get("data", {})
+        if not isinstance(data, dict):
+            raise ValueError(f"webhook event data must be an object, got {type(data).__name__}")
+        return cls(event_id, event_type, created_at, tenant_id, data)
+
+    @classmethod
+    def parse(cls, body: bytes) -> WebhookEvent:
+        """The event in a received body; ``ValueError`` with an exact sentence if bad."""
+        try:
+            obj = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise ValueError("webhook body is not JSON") from None
+        return cls.from_dict(obj)
+
+
+def _mac(secret: str, body: bytes, timestamp: int) -> str:
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def sign(secret: str, body: bytes, timestamp: int) -> str:
+    """The ``X-Callfleet-Signature`` value for ``body`` sent at ``timestamp`` (unix s)."""
+    return f"t={timestamp},{SIGNATURE_SCHEME}={_mac(secret, body, timestamp)}"
+
+
+def verify(
+    secret: str,
+    header: str | None,
+    body: bytes,
+    now: datetime | float,
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+) -> None:
+    """Check an ``X-Callfleet-Signature`` header against the raw ``body``.
+
+    ``now`` is an aware datetime or unix seconds. Raises ``SignatureError`` when the
+    header is missing or malformed, its timestamp is more than ``tolerance_s`` seconds
+    from ``now`` (either way), or no ``v1`` signature matches.
+    """
+    if not header:
+        raise SignatureError(f"{SIGNATURE_HEADER} header is missing")
+    timestamp: int | None = None
+    candidates: list[str] = []
+    for part in header.split(","):
+        name, sep, value = part.strip().partition("=")
+        if not sep:
+            raise SignatureError(
+                f"{SIGNATURE_HEADER} header is malformed: {part.strip()!r} is not key=value"
+            )
+        if name == "t":
+            if not value.isascii() or not value.isdigit():
+                raise SignatureError(
+                    f"{SIGNATURE_HEADER} header is malformed: timestamp {value!r} "
+                    "is not unix seconds"
+                )
+            timestamp = int(value)
+        elif name == SIGNATURE_SCHEME:
+            candidates.append(value)
+    if timestamp is None:
+        raise SignatureError(f"{SIGNATURE_HEADER} header is malformed: no timestamp")
+    if not candidates:
+        raise SignatureError(f"{SIGNATURE_HEADER} header is malformed: no v1 signature")
+    now_s = now.timestamp() if isinstance(now, datetime) else float(now)
+    if abs(now_s - timestamp) > tolerance_s:
+        raise SignatureError(
+            f"webhook timestamp {timestamp} is outside the tolerance of {tolerance_s:g} s "
+            f"(now {int(now_s)})"
+        )
+    expected = _mac(secret, body, timestamp).encode()
+    if not any(hmac.compare_digest(expected, c.encode()) for c in candidates):
+        raise SignatureError("webhook signature does not match")
+
+
+def _insert_ignoring_duplicates(session: Session, values: dict[str, Any]) -> str | None:
+    """INSERT … ON CONFLICT (idempotency_key) DO NOTHING; the new id, or None."""
+    dialect = session.get_bind().dialect.name
+    stmt: postgresql.Insert | sqlite.Insert
+    if dialect == "postgresql":
+        stmt = postgresql.insert(WebhookDelivery).values(**values)
+        stmt = stmt.on_conflict_do_nothing(index_elements=[WebhookDelivery.idempotency_key])
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(WebhookDelivery).values(**values)
+        stmt = stmt.on_conflict_do_nothing(index_elements=[WebhookDelivery.idempotency_key])
+    else:
+        raise ValueError(f"webhook outbox supports sqlite and postgresql, not {dialect}")
+    result = session.execute(stmt.returning(WebhookDelivery.id))
+    return result.scalar_one_or_none()
+
+
+def enqueue(
+    session: Session,
+    tenant_id: str,
+    event_type: str,
+    key: str,
+    data: Mapping[str, Any],
+    now: datetime,
+) -> list[str]:
+    """Queue ``event_type`` for every active subscription of ``tenant_id`` that wants it
+    (its ``events`` is empty or names the type), in the caller's transaction.
+
+    ``key`` identifies the event (e.g. ``f"{attempt_id}:completed"``); it becomes the
+    body's ``id``, and ``f"{key}:{subscription_id}"`` the delivery's idempotency key,
+    so enqueueing one event again (a redelivered task) adds nothing. Returns the ids of
+    the deliveries created.
+    """
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"webhook event type {event_type!r} is unknown")
+    if not key:
+        raise ValueError("webhook event key is empty")
+    if len(key) > MAX_KEY_LENGTH:
+        raise ValueError(f"webhook event key {key!r} is longer than {MAX_KEY_LENGTH} characters")
+    event = WebhookEvent(key, event_type, now, tenant_id, data)
+    try:
+        # What is stored is exactly what will be sent (tuples become lists, and so on).
+        payload = json.loads(event.to_json())
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"webhook event {key} data is not JSON: {e}") from e
+    subscriptions = session.scalars(
+        select(WebhookSubscription)
+        .where(WebhookSubscription.tenant_id == tenant_id, WebhookSubscription.active.is_(True))
+        .order_by(WebhookSubscription.created_at, WebhookSubscription.id)
+    ).all()
+    wanted = {f"{key}:{s.id}": s for s in subscriptions if not s.events or event_type in s.events}
+    if not wanted:
+        return []
+    existing = set(
+        session.scalars(
+            select(WebhookDelivery.idempotency_key).where(
+                WebhookDelivery.idempotency_key.in_(list(wanted))
+            )
+        )
+    )
+    created: list[str] = []
+    for idempotency_key, subscription in wanted.items():
+        if idempotency_key in existing:
+            continue
+        delivery_id = _insert_ignoring_duplicates(
+            session,
+            {
+                "id": new_id("whd"),
+                "subscription_id": subscription.id,
+                "event_type": event_type,
+                "idempotency_key": idempotency_key,
+                "payload": payload,
+                "status": DeliveryStatus.PENDING.value,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            },
+        )
+        if delivery_id is None:
+            logger.info("webhook delivery %s was enqueued concurrently", idempotency_key)
+        else:
+            created.append(delivery_id)
+    return created
+
+
+def backoff_s(
+    attempts: int,
+    rng: random.Random,
+    *,
+    base_s: float = BACKOFF_BASE_S,
+    factor: float = BACKOFF_FACTOR,
+    cap_s: float = BACKOFF_CAP_S,
+) -> float:
+    """Seconds to wait after the ``attempts``-th failure (1 = first): full jitter, a
+    uniform draw in [0, min(cap_s, base_s * factor ** (attempts - 1))]."""
+    ceiling = min(cap_s, base_s * factor ** min(max(attempts - 1, 0), 64))
+    return rng.uniform(0.0, ceiling)
+
+
+@dataclass
+class DeliveryReport:
+    """What one ``deliver_due`` pass did: delivered, failed (to be retried), dead."""
+
+    delivered: int = 0
+    failed: int = 0
+    dead: int = 0
+
+
+@dataclass(frozen=True)
+class _Due:
+    id: str
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    event_type: str
+    idempotency_key: str
+    payload: dict[str, Any]
+    url: str
+    secret: str
+    active: bool
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    status_code: int | None
+    error: str | None  # None: delivered
+
+
+def _select_due(sessions: sessionmaker[Session], now: datetime, limit: int) -> list[_Due]:
+    with sessions() as session:
+        rows = session.execute(
+            select(
+                WebhookDelivery.id,
+                WebhookDelivery.attempts,
+                WebhookDelivery.next_attempt_at,
+                WebhookDelivery.created_at,
+                WebhookDelivery.event_type,
+                WebhookDelivery.idempotency_key,
+                WebhookDelivery.payload,
+                WebhookSubscription.url,
+                WebhookSubscription.secret,
+                WebhookSubscription.active,
+            )
+            .join(WebhookSubscription, WebhookSubscription.id == WebhookDelivery.subscription_id)
+            .where(
+                WebhookDelivery.status == DeliveryStatus.PENDING.value,
+                WebhookDelivery.next_attempt_at <= now,
+            )
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+            .limit(limit)
+        ).all()
+    return [_Due(*row) for row in rows]
+
+
+def _claim(sessions: sessionmaker[Session], due: _Due, until: datetime) -> bool:
+    """Compare-and-set: push ``next_attempt_at`` to ``until`` only if nobody else moved
+    the row since we read it. Only the deliverer that wins may send."""
+    with sessions() as session, session.begin():
+        result = session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.id == due.id,
+                WebhookDelivery.status == DeliveryStatus.PENDING.value,
+                WebhookDelivery.attempts == due.attempts,
+                WebhookDelivery.next_attempt_at == due.next_attempt_at,
+            )
+            .values(next_attempt_at=until)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def _record(
+    sessions: sessionmaker[Session], due: _Due, claimed_until: datetime, values: dict[str, Any]
+) -> bool:
+    """Write an outcome, only if our claim still holds."""
+    with sessions() as session, session.begin():
+        result = session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.id == due.id,
+                WebhookDelivery.status == DeliveryStatus.PENDING.value,
+                WebhookDelivery.attempts == due.attempts,
+                WebhookDelivery.next_attempt_at == claimed_until,
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def _send(
+    client: httpx.AsyncClient, due: _Due, body: bytes, now: datetime, timeout_s: float
+) -> _Outcome:
+    headers = {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: sign(due.secret, body, int(now.timestamp())),
+        EVENT_HEADER: due.event_type,
+        DELIVERY_HEADER: due.id,
+        IDEMPOTENCY_HEADER: due.idempotency_key,
+    }
+    try:
+        response = await client.post(due.url, content=body, headers=headers, timeout=timeout_s)
+    except (httpx.HTTPError, httpx.InvalidURL) as e:
+        message = str(e)
+        return _Outcome(None, f"{type(e).__name__}: {message}" if message else type(e).__name__)
+    if 200 <= response.status_code < 300:
+        return _Outcome(response.status_code, None)
+    text = response.text[:ERROR_BODY_CHARS].strip()
+    error = f"receiver answered {response.status_code} {response.reason_phrase}".rstrip()
+    return _Outcome(response.status_code, f"{error}: {text}" if text else error)
+
+
+async def deliver_due(
+    sessions: sessionmaker[Session],
+    client: httpx.AsyncClient,
+    now: datetime,
+    *,
+    limit: int = 100,
+    timeout_s: float = 10.0,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    max_age_s: float = DEFAULT_MAX_AGE_S,
+    in_flight_s: float = DEFAULT_IN_FLIGHT_S,
+    concurrency: int = 10,
+    rng: random.Random | None = None,
+) -> DeliveryReport:
+    """Send up to ``limit`` pending deliveries due at ``now`` and record the outcomes.
+
+    Each row is first claimed by compare-and-set (its ``next_attempt_at`` moves to
+    ``now + in_flight_s``), so concurrent deliverers never send one row twice; a
+    deliverer that dies mid-send leaves the row to be retried once the claim lapses.
+    ``timeout_s`` bounds each request (must be below ``in_flight_s``), ``concurrency``
+    the requests in flight. A failure is retried after ``backoff_s(attempts, rng)``
+    unless the delivery has had ``max_attempts`` attempts or is older than
+    ``max_age_s``, when it is dead. Deliveries of an inactive subscription die unsent.
+    Outcomes are recorded in selection order, so a seeded ``rng`` gives exact times.
+    """
+    if timeout_s >= in_flight_s:
+        raise ValueError(f"timeout_s ({timeout_s:g}) must be less than in_flight_s")
+    rng = rng if rng is not None else random.Random()
+    report = DeliveryReport()
+    claimed_until = now + timedelta(seconds=in_flight_s)
+    due_rows = await asyncio.to_thread(_select_due, sessions, now, limit)
+    claimed: list[tuple[_Due, bytes | None, str | None]] = []
+    for due in due_rows:
+        if not await asyncio.to_thread(_claim, sessions, due, claimed_until):
+            logger.debug("webhook delivery %s was claimed by another deliverer", due.id)
+            continue
+        try:
+            body: bytes | None = WebhookEvent.from_dict(due.payload).to_json()
+            problem = None if due.active else "subscription is inactive"
+        except ValueError as e:
+            logger.exception("webhook delivery %s has a bad payload", due.id)
+            body, problem = None, f"bad payload: {e}"
+        claimed.append((due, body, problem))
+
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def attempt(due: _Due, body: bytes) -> _Outcome:
+        async with semaphore:
+            return await _send(client, due, body, now, timeout_s)
+
+    async with asyncio.TaskGroup() as group:
+        tasks = [
+            group.create_task(attempt(due, body)) if body is not None and not problem else None
+            for due, body, problem in claimed
+        ]
+
+    for (due, _, problem), task in zip(claimed, tasks, strict=True):
+        outcome = task.result() if task is not None else _Outcome(None, problem)
+        attempts = due.attempts + 1
+        values: dict[str, Any] = {
+            "attempts": attempts,
+            "last_status_code": outcome.status_code,
+            "last_error": outcome.error,
+        }
+        age_s = (now - due.created_at).total_seconds()
+        if outcome.error is None:
+            values.update(status=DeliveryStatus.DELIVERED.value, delivered_at=now)
+            kind = "delivered"
+        elif task is None or attempts >= max_attempts or age_s > max_age_s:
+            values.update(status=DeliveryStatus.DEAD.value, next_attempt_at=None)
+            kind = "dead"
+        else:
+            values["next_attempt_at"] = now + timedelta(seconds=backoff_s(attempts, rng))
+            kind = "failed"
+        if not await asyncio.to_thread(_record, sessions, due, claimed_until, values):
+            logger.warning(
+                "webhook delivery %s changed while in flight; its outcome (%s) is not recorded",
+                due.id,
+                kind,
+            )
+            continue
+        if kind == "delivered":
+            report.delivered += 1
+            logger.info("webhook delivery %s delivered (attempt %d)", due.id, attempts)
+        elif kind == "dead":
+            report.dead += 1
+            logger.error(
+                "webhook delivery %s is dead after %d attempt(s), %.0f s: %s",
+                due.id,
+                attempts,
+                age_s,
+                outcome.error,
+            )
+        else:
+            report.failed += 1
+            logger.warning(
+                "webhook delivery %s failed (attempt %d), retry at %s: %s",
+                due.id,
+                attempts,
+                values["next_attempt_at"].isoformat(),
+                outcome.error,
+            )
+    return report
+
+
+def replay(session: Session, delivery_id: str, now: datetime, *, force: bool = False) -> None:
+    """Send a dead delivery again (a delivered one too with ``force=True``), in the
+    caller's transaction: it becomes pending, due at ``now``, with its attempts reset
+    and its age counted from ``now`` (``created_at``; the event keeps its own time in
+    the body). The body and idempotency key are unchanged, so a receiver that already
+    has it can drop it."""
+    delivery = session.get(WebhookDelivery, delivery_id)
+    if delivery is None:
+        raise ValueError(f"webhook delivery {delivery_id!r} does not exist")
+    status = delivery.status
+    if status == DeliveryStatus.DELIVERED and not force:
+        raise ValueError(
+            f"webhook delivery {delivery_id} is delivered: pass force=True to send it again"
+        )
+    if status not in (DeliveryStatus.DEAD, DeliveryStatus.DELIVERED):
+        raise ValueError(
+            f"webhook delivery {delivery_id} is {status}: only dead or delivered "
+            "deliveries can be replayed"
+        )
+    result = session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == status)
+        .values(
+            status=DeliveryStatus.PENDING.value,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+            delivered_at=None,
+        )
+        .execution_options(synchronize_session="fetch")
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise ValueError(f"webhook delivery {delivery_id} changed while being replayed")
+    logger.info("webhook delivery %s replayed (was %s)", delivery_id, status)

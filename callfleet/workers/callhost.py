@@ -1,0 +1,363 @@
+"""The call host: one per call-host process, a ``SipEndpoint`` on its own asyncio loop.
+
+Celery's threads pool runs ``place_call`` tasks; each hands its attempt to the host's
+loop and blocks until the call is over. An attempt goes:
+load (skip unless queued) → pacing slots (campaign and trunk concurrency leases, then
+calls-per-second tokens) → claim (compare-and-set queued → dialing; only the winner
+dials) → INVITE → state updates and lease renewal while the call lives → the outcome,
+its retry decision and its webhook, in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from sqlalchemy.orm import Session, sessionmaker
+
+from callfleet.dialer import state
+from callfleet.dialer.db import make_engine, make_sessionmaker, transaction, utcnow
+from callfleet.dialer.models import AttemptState, CallAttempt, Campaign, Contact, TrunkRecord
+from callfleet.dialer.pacing import Lease, LeasedSemaphore, TokenBucket
+from callfleet.dialer.scheduler import record_outcome
+from callfleet.dialer.webhooks import enqueue as enqueue_webhook
+from callfleet.settings import Settings
+from callfleet.sip.call import Call
+from callfleet.sip.config import EndpointConfig, Transport, TransportSpec, Trunk
+from callfleet.sip.endpoint import SipEndpoint
+from callfleet.sip.errors import SipError
+from callfleet.sip.status import CallState
+from callfleet.workers.agent import MinimalAgentConfig, run_minimal_agent
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class PacingTimeout(Exception):
+    """No pacing slot within the wait: the task is retried later (the attempt stays
+    queued, nothing was dialled)."""
+
+
+@dataclass
+class AttemptPlan:
+    attempt_id: str
+    tenant_id: str
+    campaign_id: str
+    contact_id: str
+    phone: str
+    trunk: Trunk | None
+    campaign_cps: float
+    campaign_concurrency: int
+    trunk_cps: float | None = None
+    trunk_concurrency: int | None = None
+    agent: MinimalAgentConfig = field(default_factory=MinimalAgentConfig)
+
+
+class CallHost:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="callhost-loop", daemon=True
+        )
+        self.endpoint: SipEndpoint | None = None
+        self.redis: Redis | None = None
+        self._engine = make_engine(settings.database_url)
+        self.sessions: sessionmaker[Session] = make_sessionmaker(self._engine)
+        self._trunks: dict[str, Trunk] = {}
+
+    # -- lifecycle (called from Celery's threads) ----------------------------------------
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        self._thread.start()
+        self._run(self._start(), timeout_s)
+
+    async def _start(self) -> None:
+        s = self.settings
+        spec = TransportSpec(
+            Transport.UDP, s.sip_bind, s.sip_port, public_address=s.sip_public_address
+        )
+        self.endpoint = SipEndpoint(EndpointConfig(transports=(spec,)))
+        await self.endpoint.start()
+        self.redis = Redis.from_url(s.redis_url)
+        log.info(
+            "call host %s up on SIP port %d, capacity %d",
+            s.worker_id,
+            self.endpoint.transport_port(),
+            self.endpoint.capacity,
+        )
+
+    def stop(self, drain_timeout_s: float = 60.0) -> None:
+        """Let live calls finish (up to ``drain_timeout_s``), then shut down."""
+        if not self._thread.is_alive():
+            return
+        try:
+            self._run(self._stop(drain_timeout_s), drain_timeout_s + 15)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+            self._engine.dispose()
+
+    async def _stop(self, drain_timeout_s: float) -> None:
+        if self.endpoint is not None:
+            try:
+                await self.endpoint.wait_idle(drain_timeout_s)
+            except TimeoutError:
+                log.warning("calls still up after %s s of draining: hanging up", drain_timeout_s)
+            await self.endpoint.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
+
+    def place(self, attempt_id: str) -> str:
+        """Run one attempt to its end (blocking: called by a Celery worker thread)."""
+        return self._run(self.run_attempt(attempt_id), self.settings.max_call_s + 120)
+
+    def _run(self, coro: Awaitable[T], timeout_s: float) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)  # type: ignore[arg-type]
+
+    async def _db(self, fn: Callable[[Session], T]) -> T:
+        """``fn(session)`` in a transaction, off the event loop."""
+
+        def work() -> T:
+            with transaction(self.sessions) as session:
+                return fn(session)
+
+        return await asyncio.to_thread(work)
+
+    # -- one attempt --------------------------------------------------------------------
+
+    async def run_attempt(self, attempt_id: str) -> str:
+        plan = await self._db(lambda s: load_plan(s, attempt_id))
+        if plan is None:
+            log.info("attempt %s is not queued: nothing to do (redelivered task?)", attempt_id)
+            return "skipped"
+        leases = await self._acquire_pacing(plan)
+        try:
+            worker, lease_s = self.settings.worker_id, self.settings.call_lease_s
+            if not await self._db(lambda s: state.claim(s, attempt_id, worker, lease_s)):
+                log.info("attempt %s was claimed by another worker: not dialling", attempt_id)
+                return "skipped"
+            return await self._call(plan, leases)
+        finally:
+            assert self.redis is not None
+            for sem, lease in leases:
+                await sem.release(lease)
+
+    async def _acquire_pacing(self, plan: AttemptPlan) -> list[tuple[LeasedSemaphore, Lease]]:
+        assert self.redis is not None
+        lease_s = self.settings.call_lease_s
+        deadline = time.monotonic() + self.settings.pacing_wait_s
+        semaphores = [
+            LeasedSemaphore(
+                self.redis,
+                f"cf:conc:campaign:{plan.campaign_id}",
+                plan.campaign_concurrency,
+                lease_s,
+            )
+        ]
+        buckets = [
+            TokenBucket(self.redis, f"cf:cps:campaign:{plan.campaign_id}", plan.campaign_cps, 1)
+        ]
+        if plan.trunk is not None and plan.trunk_concurrency and plan.trunk_cps:
+            semaphores.append(
+                LeasedSemaphore(
+                    self.redis, f"cf:conc:trunk:{plan.trunk.name}", plan.trunk_concurrency, lease_s
+                )
+            )
+            buckets.append(
+                TokenBucket(self.redis, f"cf:cps:trunk:{plan.trunk.name}", plan.trunk_cps, 1)
+            )
+        held: list[tuple[LeasedSemaphore, Lease]] = []
+        try:
+            for sem in semaphores:
+                while (lease := await sem.acquire(plan.attempt_id)) is None:
+                    if time.monotonic() > deadline:
+                        raise PacingTimeout(f"no concurrency slot in {sem.key}")
+                    await asyncio.sleep(0.05)
+                held.append((sem, lease))
+            for bucket in buckets:
+                if not await bucket.take(max(0.0, deadline - time.monotonic())):
+                    raise PacingTimeout(f"no calls-per-second token in {bucket.key}")
+        except BaseException:
+            for sem, lease in held:
+                await sem.release(lease)
+            raise
+        return held
+
+    async def _call(self, plan: AttemptPlan, leases: list[tuple[LeasedSemaphore, Lease]]) -> str:
+        assert self.endpoint is not None
+        started = time.monotonic()
+        try:
+            if plan.trunk is not None and plan.trunk.name not in self._trunks:
+                await self.endpoint.add_trunk(plan.trunk)
+                self._trunks[plan.trunk.name] = plan.trunk
+            call = await self.endpoint.dial(
+                plan.phone,
+                trunk=plan.trunk,
+                call_id=plan.attempt_id,
+                ring_timeout_s=self.settings.ring_timeout_s,
+            )
+        except (SipError, ValueError) as e:
+            log.error("attempt %s could not be dialled: %s", plan.attempt_id, e)
+            await self._finish(plan, "failed", {"sip_reason": f"not dialled: {e}"}, None)
+            return "failed"
+        states: asyncio.Queue[CallState] = asyncio.Queue()
+        call.on("state", states.put_nowait)
+        writer = asyncio.ensure_future(self._write_states(plan.attempt_id, states))
+        keeper = asyncio.ensure_future(self._keep_leases(call, plan, leases))
+        try:
+            if await call.wait_answered():
+                ring_s = time.monotonic() - started
+                await run_minimal_agent(call, plan.agent)
+            else:
+                ring_s = None
+            await call.wait_ended(30)
+        finally:
+            keeper.cancel()
+            await states.put(CallState.ENDED)
+            await writer
+        outcome = call.end_reason.value if call.end_reason else "failed"
+        result = {
+            "ring_s": round(ring_s, 3) if ring_s is not None else None,
+            "talk_s": round(call.duration_s, 3),
+            "dtmf": "".join(e.digit for e in call.dtmf_received),
+        }
+        await self._finish(plan, outcome, result, call)
+        return outcome
+
+    async def _write_states(self, attempt_id: str, states: asyncio.Queue[CallState]) -> None:
+        # One writer per call keeps the updates in order; failures are logged, not lost.
+        targets = {
+            CallState.RINGING: AttemptState.RINGING,
+            CallState.EARLY_MEDIA: AttemptState.RINGING,
+            CallState.ANSWERED: AttemptState.ANSWERED,
+        }
+        while (call_state := await states.get()) is not CallState.ENDED:
+            target = targets.get(call_state)
+            if target is None:
+                continue
+            extra: dict[str, Any] = (
+                {"answered_at": utcnow()} if target is AttemptState.ANSWERED else {}
+            )
+            try:
+                await self._db(functools.partial(_transition, attempt_id, target, extra))
+            except Exception:
+                log.exception("attempt %s: could not store state %s", attempt_id, target)
+
+    async def _keep_leases(
+        self, call: Call, plan: AttemptPlan, leases: list[tuple[LeasedSemaphore, Lease]]
+    ) -> None:
+        interval = self.settings.call_lease_s / 3
+        worker, lease_s = self.settings.worker_id, self.settings.call_lease_s
+        while True:
+            await asyncio.sleep(interval)
+            ok = await self._db(lambda s: state.renew_lease(s, plan.attempt_id, worker, lease_s))
+            for sem, lease in leases:
+                await sem.renew(lease)
+            if not ok and not call.is_ended:
+                log.error("attempt %s lost its lease: hanging up", plan.attempt_id)
+                await call.hangup()
+                return
+
+    async def _finish(
+        self, plan: AttemptPlan, outcome: str, result: dict[str, Any], call: Call | None
+    ) -> None:
+        sip_code = call.sip_code if call else None
+        sip_reason = call.sip_reason if call else result.pop("sip_reason", None)
+        data = {
+            "attempt_id": plan.attempt_id,
+            "campaign_id": plan.campaign_id,
+            "contact_id": plan.contact_id,
+            "phone": plan.phone,
+            "outcome": outcome,
+            "sip_code": sip_code,
+            **result,
+        }
+
+        def store(s: Session) -> None:
+            now = utcnow()
+            if record_outcome(
+                s,
+                plan.attempt_id,
+                outcome,
+                now,
+                sip_code=sip_code,
+                sip_reason=sip_reason,
+                result=result,
+            ):
+                enqueue_webhook(
+                    s,
+                    plan.tenant_id,
+                    "call.completed",
+                    f"call.completed:{plan.attempt_id}",
+                    data,
+                    now,
+                )
+
+        await self._db(store)
+
+
+def _transition(attempt_id: str, target: AttemptState, values: dict[str, Any], s: Session) -> bool:
+    return state.transition(s, attempt_id, target, **values)
+
+
+def load_plan(session: Session, attempt_id: str) -> AttemptPlan | None:
+    attempt = session.get(CallAttempt, attempt_id)
+    if attempt is None or attempt.state != AttemptState.QUEUED or attempt.contact_id is None:
+        return None
+    contact = session.get(Contact, attempt.contact_id)
+    campaign = session.get(Campaign, attempt.campaign_id)
+    if contact is None or campaign is None:
+        return None
+    plan = AttemptPlan(
+        attempt_id=attempt.id,
+        tenant_id=attempt.tenant_id,
+        campaign_id=campaign.id,
+        contact_id=contact.id,
+        phone=contact.phone_e164,
+        trunk=None,
+        campaign_cps=campaign.max_cps,
+        campaign_concurrency=campaign.max_concurrent,
+    )
+    if campaign.trunk_id is not None:
+        record = session.get(TrunkRecord, campaign.trunk_id)
+        if record is not None:
+            plan.trunk = Trunk(name=record.id, **record.config)
+            plan.trunk_cps, plan.trunk_concurrency = record.max_cps, record.max_concurrent
+    if campaign.agent_config_id is not None:
+        from callfleet.dialer.models import AgentConfig
+
+        agent = session.get(AgentConfig, campaign.agent_config_id)
+        if agent is not None:
+            plan.agent = MinimalAgentConfig.from_definition(agent.definition)
+    return plan
+
+
+_host: CallHost | None = None
+_host_lock = threading.Lock()
+
+
+def get_host(settings: Settings) -> CallHost:
+    """The process's call host, started on first use."""
+    global _host
+    with _host_lock:
+        if _host is None:
+            host = CallHost(settings)
+            host.start()
+            _host = host
+        return _host
+
+
+def stop_host(drain_timeout_s: float = 60.0) -> None:
+    global _host
+    with _host_lock:
+        if _host is not None:
+            _host.stop(drain_timeout_s)
+            _host = None
