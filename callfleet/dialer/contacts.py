@@ -157,7 +157,7 @@ def import_contacts(
             continue
         status, reason = ContactStatus.PENDING, None
         if phone in dnc:
-            status, reason = ContactStatus.SUPPRESSED, _dnc_reason(dnc[phone])
+            status, reason = ContactStatus.SUPPRESSED, dnc_reason(dnc[phone])
             report.suppressed.append(RowIssue(index, phone, reason))
         batch.append(
             {
@@ -184,5 +184,5 @@ def import_contacts(
     return report
 
 
-def _dnc_reason(reason: str) -> str:
+def dnc_reason(reason: str) -> str:
     return f"on the do-not-call list ({reason})" if reason else "on the do-not-call list"

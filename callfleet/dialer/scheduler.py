@@ -18,6 +18,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from callfleet.dialer import state
+from callfleet.dialer.contacts import dnc_reason
 from callfleet.dialer.models import (
     AttemptState,
     CallAttempt,
@@ -27,6 +28,7 @@ from callfleet.dialer.models import (
     CampaignStatus,
     Contact,
     ContactStatus,
+    DncEntry,
 )
 from callfleet.dialer.retry import ANSWERED, RetryPolicy, next_attempt
 from callfleet.dialer.windows import (
@@ -72,6 +74,8 @@ class ScheduleResult:
     deferred: int = 0
     #: Contacts that can never be called (the campaign ends first).
     expired: int = 0
+    #: Contacts put on the do-not-call list since their import.
+    suppressed: int = 0
 
 
 def schedule_campaign(
@@ -95,7 +99,15 @@ def schedule_campaign(
         .order_by(Contact.next_attempt_at, Contact.source_row)
         .limit(limit)
     ).all()
+    # The do-not-call list is checked again at dial time: a number added after the
+    # import must not be called.
+    blocked = _dnc_reasons(session, campaign.tenant_id, [c.phone_e164 for c in due])
     for contact in due:
+        if contact.phone_e164 in blocked:
+            contact.status = ContactStatus.SUPPRESSED
+            contact.suppressed_reason = dnc_reason(blocked[contact.phone_e164])
+            result.suppressed += 1
+            continue
         at = next_call_time(now, _contact_zones(contact), schedule)
         if at is None:
             contact.status = ContactStatus.SUPPRESSED
@@ -119,6 +131,17 @@ def schedule_campaign(
             session.flush()
             result.attempts.append(attempt.id)
     return result
+
+
+def _dnc_reasons(session: Session, tenant_id: str, phones: list[str]) -> dict[str, str]:
+    if not phones:
+        return {}
+    rows = session.execute(
+        select(DncEntry.phone_e164, DncEntry.reason).where(
+            DncEntry.tenant_id == tenant_id, DncEntry.phone_e164.in_(phones)
+        )
+    )
+    return {phone: reason for phone, reason in rows}
 
 
 def _take(session: Session, contact_id: str) -> bool:

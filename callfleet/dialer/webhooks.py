@@ -319,18 +319,22 @@ def enqueue(
     return created
 
 
-def backoff_s(
+def backoff_ceiling_s(
     attempts: int,
-    rng: random.Random,
     *,
     base_s: float = BACKOFF_BASE_S,
     factor: float = BACKOFF_FACTOR,
     cap_s: float = BACKOFF_CAP_S,
 ) -> float:
-    """Seconds to wait after the ``attempts``-th failure (1 = first): full jitter, a
-    uniform draw in [0, min(cap_s, base_s * factor ** (attempts - 1))]."""
-    ceiling = min(cap_s, base_s * factor ** min(max(attempts - 1, 0), 64))
-    return rng.uniform(0.0, ceiling)
+    """The longest wait after the ``attempts``-th failure (1 = first):
+    ``min(cap_s, base_s * factor ** (attempts - 1))``, 10 s, 20 s, … up to 1 h."""
+    return min(cap_s, base_s * factor ** min(max(attempts - 1, 0), 64))
+
+
+def backoff_s(attempts: int, rng: random.Random) -> float:
+    """Seconds to wait after the ``attempts``-th failure: full jitter, a uniform draw in
+    ``[0, backoff_ceiling_s(attempts)]``."""
+    return rng.uniform(0.0, backoff_ceiling_s(attempts))
 
 
 @dataclass
@@ -388,28 +392,13 @@ def _select_due(sessions: sessionmaker[Session], now: datetime, limit: int) -> l
     return [_Due(*row) for row in rows]
 
 
-def _claim(sessions: sessionmaker[Session], due: _Due, until: datetime) -> bool:
-    """Compare-and-set: push ``next_attempt_at`` to ``until`` only if nobody else moved
-    the row since we read it. Only the deliverer that wins may send."""
-    with sessions() as session, session.begin():
-        result = session.execute(
-            update(WebhookDelivery)
-            .where(
-                WebhookDelivery.id == due.id,
-                WebhookDelivery.status == DeliveryStatus.PENDING.value,
-                WebhookDelivery.attempts == due.attempts,
-                WebhookDelivery.next_attempt_at == due.next_attempt_at,
-            )
-            .values(next_attempt_at=until)
-            .execution_options(synchronize_session=False)
-        )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
-
-
-def _record(
-    sessions: sessionmaker[Session], due: _Due, claimed_until: datetime, values: dict[str, Any]
+def _compare_and_set(
+    sessions: sessionmaker[Session], due: _Due, seen: datetime, values: dict[str, Any]
 ) -> bool:
-    """Write an outcome, only if our claim still holds."""
+    """Set ``values`` only if the row is still pending, with the attempts we read and
+    ``next_attempt_at == seen``, in its own transaction. Claiming (``seen`` as read,
+    ``values`` the claim) and recording (``seen`` our claim) both go through here, so
+    of two deliverers only one may send a row, and a lapsed claim records nothing."""
     with sessions() as session, session.begin():
         result = session.execute(
             update(WebhookDelivery)
@@ -417,7 +406,7 @@ def _record(
                 WebhookDelivery.id == due.id,
                 WebhookDelivery.status == DeliveryStatus.PENDING.value,
                 WebhookDelivery.attempts == due.attempts,
-                WebhookDelivery.next_attempt_at == claimed_until,
+                WebhookDelivery.next_attempt_at == seen,
             )
             .values(**values)
             .execution_options(synchronize_session=False)
@@ -447,6 +436,57 @@ async def _send(
     return _Outcome(response.status_code, f"{error}: {text}" if text else error)
 
 
+def _next_state(
+    due: _Due,
+    outcome: _Outcome,
+    sent: bool,
+    now: datetime,
+    draw: float,
+    max_attempts: int,
+    max_age_s: float,
+) -> tuple[str, dict[str, Any]]:
+    """ "delivered", "failed" or "dead", and the row's new values."""
+    attempts = due.attempts + 1
+    values: dict[str, Any] = {
+        "attempts": attempts,
+        "last_status_code": outcome.status_code,
+        "last_error": outcome.error,
+    }
+    if outcome.error is None:
+        values.update(status=DeliveryStatus.DELIVERED.value, delivered_at=now, next_attempt_at=None)
+        return "delivered", values
+    age_s = (now - due.created_at).total_seconds()
+    if not sent or attempts >= max_attempts or age_s > max_age_s:
+        values.update(status=DeliveryStatus.DEAD.value, next_attempt_at=None)
+        return "dead", values
+    delay_s = backoff_ceiling_s(attempts) * draw  # full jitter: uniform in [0, ceiling]
+    values["next_attempt_at"] = now + timedelta(seconds=delay_s)
+    return "failed", values
+
+
+def _log_outcome(due: _Due, kind: str, values: dict[str, Any], now: datetime) -> None:
+    attempts, error = values["attempts"], values["last_error"]
+    if kind == "delivered":
+        logger.info("webhook delivery %s delivered (attempt %d)", due.id, attempts)
+    elif kind == "dead":
+        age_s = (now - due.created_at).total_seconds()
+        logger.error(
+            "webhook delivery %s is dead after %d attempt(s), %.0f s old: %s",
+            due.id,
+            attempts,
+            age_s,
+            error,
+        )
+    else:
+        logger.warning(
+            "webhook delivery %s failed (attempt %d), retry at %s: %s",
+            due.id,
+            attempts,
+            values["next_attempt_at"].isoformat(),
+            error,
+        )
+
+
 async def deliver_due(
     sessions: sessionmaker[Session],
     client: httpx.AsyncClient,
@@ -462,93 +502,66 @@ async def deliver_due(
 ) -> DeliveryReport:
     """Send up to ``limit`` pending deliveries due at ``now`` and record the outcomes.
 
-    Each row is first claimed by compare-and-set (its ``next_attempt_at`` moves to
-    ``now + in_flight_s``), so concurrent deliverers never send one row twice; a
+    Just before it is sent, each row is claimed by compare-and-set: its
+    ``next_attempt_at`` moves ``in_flight_s`` (default 60) past ``now`` plus the time
+    this pass has run so far, so concurrent deliverers never send one row twice, and a
     deliverer that dies mid-send leaves the row to be retried once the claim lapses.
-    ``timeout_s`` bounds each request (must be below ``in_flight_s``), ``concurrency``
-    the requests in flight. A failure is retried after ``backoff_s(attempts, rng)``
-    unless the delivery has had ``max_attempts`` attempts or is older than
-    ``max_age_s``, when it is dead. Deliveries of an inactive subscription die unsent.
-    Outcomes are recorded in selection order, so a seeded ``rng`` gives exact times.
+    ``timeout_s`` (default 10) bounds each request and must be below ``in_flight_s``;
+    ``concurrency`` (default 10) bounds the requests in flight. A failure is retried
+    after ``backoff_s(attempts, rng)`` unless the delivery has had ``max_attempts`` attempts
+    (default 15) or is older than ``max_age_s`` (default 24 h): then it is dead.
+    Deliveries of an inactive subscription die unsent. The jitter is drawn from ``rng``
+    in selection order, so a seeded ``rng`` gives exact retry times.
     """
     if timeout_s >= in_flight_s:
         raise ValueError(f"timeout_s ({timeout_s:g}) must be less than in_flight_s")
     rng = rng if rng is not None else random.Random()
-    report = DeliveryReport()
-    claimed_until = now + timedelta(seconds=in_flight_s)
-    due_rows = await asyncio.to_thread(_select_due, sessions, now, limit)
-    claimed: list[tuple[_Due, bytes | None, str | None]] = []
-    for due in due_rows:
-        if not await asyncio.to_thread(_claim, sessions, due, claimed_until):
-            logger.debug("webhook delivery %s was claimed by another deliverer", due.id)
-            continue
-        try:
-            body: bytes | None = WebhookEvent.from_dict(due.payload).to_json()
-            problem = None if due.active else "subscription is inactive"
-        except ValueError as e:
-            logger.exception("webhook delivery %s has a bad payload", due.id)
-            body, problem = None, f"bad payload: {e}"
-        claimed.append((due, body, problem))
-
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     semaphore = asyncio.Semaphore(concurrency)
+    due_rows = await asyncio.to_thread(_select_due, sessions, now, limit)
+    # One draw per row, in order, whatever the order in which the sends finish.
+    draws = [rng.random() for _ in due_rows]
 
-    async def attempt(due: _Due, body: bytes) -> _Outcome:
+    async def process(due: _Due, draw: float) -> str | None:
         async with semaphore:
-            return await _send(client, due, body, now, timeout_s)
+            elapsed_s = loop.time() - started
+            claimed_until = now + timedelta(seconds=in_flight_s + elapsed_s)
+            claim = {"next_attempt_at": claimed_until}
+            if not await asyncio.to_thread(
+                _compare_and_set, sessions, due, due.next_attempt_at, claim
+            ):
+                logger.debug("webhook delivery %s was claimed by another deliverer", due.id)
+                return None
+            try:
+                body = WebhookEvent.from_dict(due.payload).to_json()
+            except ValueError as e:
+                logger.exception("webhook delivery %s has a bad payload", due.id)
+                outcome, sent = _Outcome(None, f"bad payload: {e}"), False
+            else:
+                if due.active:
+                    outcome, sent = await _send(client, due, body, now, timeout_s), True
+                else:
+                    outcome, sent = _Outcome(None, "subscription is inactive"), False
+            kind, values = _next_state(due, outcome, sent, now, draw, max_attempts, max_age_s)
+            if not await asyncio.to_thread(_compare_and_set, sessions, due, claimed_until, values):
+                logger.warning(
+                    "webhook delivery %s changed while in flight; its outcome (%s) is lost",
+                    due.id,
+                    kind,
+                )
+                return None
+            _log_outcome(due, kind, values, now)
+            return kind
 
     async with asyncio.TaskGroup() as group:
         tasks = [
-            group.create_task(attempt(due, body)) if body is not None and not problem else None
-            for due, body, problem in claimed
+            group.create_task(process(due, draw)) for due, draw in zip(due_rows, draws, strict=True)
         ]
-
-    for (due, _, problem), task in zip(claimed, tasks, strict=True):
-        outcome = task.result() if task is not None else _Outcome(None, problem)
-        attempts = due.attempts + 1
-        values: dict[str, Any] = {
-            "attempts": attempts,
-            "last_status_code": outcome.status_code,
-            "last_error": outcome.error,
-        }
-        age_s = (now - due.created_at).total_seconds()
-        if outcome.error is None:
-            values.update(status=DeliveryStatus.DELIVERED.value, delivered_at=now)
-            kind = "delivered"
-        elif task is None or attempts >= max_attempts or age_s > max_age_s:
-            values.update(status=DeliveryStatus.DEAD.value, next_attempt_at=None)
-            kind = "dead"
-        else:
-            values["next_attempt_at"] = now + timedelta(seconds=backoff_s(attempts, rng))
-            kind = "failed"
-        if not await asyncio.to_thread(_record, sessions, due, claimed_until, values):
-            logger.warning(
-                "webhook delivery %s changed while in flight; its outcome (%s) is not recorded",
-                due.id,
-                kind,
-            )
-            continue
-        if kind == "delivered":
-            report.delivered += 1
-            logger.info("webhook delivery %s delivered (attempt %d)", due.id, attempts)
-        elif kind == "dead":
-            report.dead += 1
-            logger.error(
-                "webhook delivery %s is dead after %d attempt(s), %.0f s: %s",
-                due.id,
-                attempts,
-                age_s,
-                outcome.error,
-            )
-        else:
-            report.failed += 1
-            logger.warning(
-                "webhook delivery %s failed (attempt %d), retry at %s: %s",
-                due.id,
-                attempts,
-                values["next_attempt_at"].isoformat(),
-                outcome.error,
-            )
-    return report
+    kinds = [task.result() for task in tasks]
+    return DeliveryReport(
+        delivered=kinds.count("delivered"), failed=kinds.count("failed"), dead=kinds.count("dead")
+    )
 
 
 def replay(session: Session, delivery_id: str, now: datetime, *, force: bool = False) -> None:

@@ -17,21 +17,31 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from callfleet.dialer import state
+from callfleet.dialer.commands import CallCommand, channel_of, reply
 from callfleet.dialer.db import make_engine, make_sessionmaker, transaction, utcnow
-from callfleet.dialer.models import AttemptState, CallAttempt, Campaign, Contact, TrunkRecord
+from callfleet.dialer.models import (
+    AttemptState,
+    CallAttempt,
+    CallEvent,
+    Campaign,
+    Contact,
+    TrunkRecord,
+)
 from callfleet.dialer.pacing import Lease, LeasedSemaphore, TokenBucket
 from callfleet.dialer.scheduler import record_outcome
 from callfleet.dialer.webhooks import enqueue as enqueue_webhook
 from callfleet.settings import Settings
 from callfleet.sip.call import Call
 from callfleet.sip.config import EndpointConfig, Transport, TransportSpec, Trunk
-from callfleet.sip.endpoint import SipEndpoint
+from callfleet.sip.endpoint import IncomingCall, SipEndpoint
 from callfleet.sip.errors import SipError
 from callfleet.sip.status import CallState
 from callfleet.workers.agent import MinimalAgentConfig, run_minimal_agent
@@ -72,6 +82,10 @@ class CallHost:
         self._engine = make_engine(settings.database_url)
         self.sessions: sessionmaker[Session] = make_sessionmaker(self._engine)
         self._trunks: dict[str, Trunk] = {}
+        #: Live calls of this host by attempt id, for live-call commands.
+        self._live: dict[str, Call] = {}
+        self._listener_task: asyncio.Task[None] | None = None
+        self._inbound_tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle (called from Celery's threads) ----------------------------------------
 
@@ -86,7 +100,11 @@ class CallHost:
         )
         self.endpoint = SipEndpoint(EndpointConfig(transports=(spec,)))
         await self.endpoint.start()
+        self.endpoint.on_incoming(self._on_incoming)
         self.redis = Redis.from_url(s.redis_url)
+        pubsub = self.redis.pubsub()
+        await pubsub.subscribe(channel_of(s.worker_id))
+        self._listener_task = asyncio.ensure_future(self._listen(pubsub))
         log.info(
             "call host %s up on SIP port %d, capacity %d",
             s.worker_id,
@@ -106,6 +124,8 @@ class CallHost:
             self._engine.dispose()
 
     async def _stop(self, drain_timeout_s: float) -> None:
+        if self._listener_task is not None:
+            self._listener_task.cancel()
         if self.endpoint is not None:
             try:
                 await self.endpoint.wait_idle(drain_timeout_s)
@@ -208,6 +228,8 @@ class CallHost:
             log.error("attempt %s could not be dialled: %s", plan.attempt_id, e)
             await self._finish(plan, "failed", {"sip_reason": f"not dialled: {e}"}, None)
             return "failed"
+        self._live[plan.attempt_id] = call
+        call.on("ended", lambda _reason: self._live.pop(plan.attempt_id, None))
         states: asyncio.Queue[CallState] = asyncio.Queue()
         call.on("state", states.put_nowait)
         writer = asyncio.ensure_future(self._write_states(plan.attempt_id, states))
@@ -231,6 +253,86 @@ class CallHost:
         }
         await self._finish(plan, outcome, result, call)
         return outcome
+
+    # -- live-call commands ---------------------------------------------------------------
+
+    async def _listen(self, pubsub: Any) -> None:
+        async for message in pubsub.listen():
+            if message.get("type") != "message":
+                continue
+            try:
+                command = CallCommand.parse(message["data"])
+            except ValueError as e:
+                log.error("ignoring a malformed call command: %s", e)
+                continue
+            task = asyncio.ensure_future(self._execute(command))
+            self._inbound_tasks.add(task)
+            task.add_done_callback(self._inbound_tasks.discard)
+
+    async def _execute(self, command: CallCommand) -> None:
+        assert self.redis is not None
+        call = self._live.get(command.attempt_id)
+        result: dict[str, Any]
+        if call is None:
+            result = {"ok": False, "error": f"no live call {command.attempt_id} on this host"}
+        else:
+            try:
+                result = {"ok": True}
+                if command.action == "hangup":
+                    await call.hangup()
+                elif command.action == "dtmf":
+                    await call.send_dtmf(str(command.args["digits"]))
+                elif command.action == "transfer":
+                    outcome = await call.blind_transfer(str(command.args["target"]))
+                    result["status_code"] = outcome.status_code
+            except (SipError, ValueError, KeyError) as e:
+                result = {"ok": False, "error": f"{command.action} failed: {e}"}
+        event = CallEvent(
+            attempt_id=command.attempt_id,
+            type=f"command.{command.action}",
+            data={"args": command.args, **result},
+        )
+        if call is not None:
+            await self._db(lambda s: s.add(event))
+        log.info("call %s command %s: %s", command.attempt_id, command.action, result)
+        await reply(self.redis, command, result)
+
+    # -- inbound --------------------------------------------------------------------------
+
+    async def _on_incoming(self, incoming: IncomingCall) -> None:
+        callee = incoming.callee or ""
+        route = await self._db(
+            lambda s: route_inbound(s, callee, self.settings.worker_id, self.settings.call_lease_s)
+        )
+        if route is None:
+            log.info("inbound call to %s: no agent answers that number", callee)
+            await incoming.call.reject(404)
+            return
+        attempt_id, tenant_id, agent = route
+        call = incoming.call
+        self._live[attempt_id] = call
+        call.on("ended", lambda _reason: self._live.pop(attempt_id, None))
+        data = {"attempt_id": attempt_id, "from": incoming.caller, "to": callee}
+        await self._db(
+            lambda s: enqueue_webhook(
+                s, tenant_id, "call.inbound", f"call.inbound:{attempt_id}", data, utcnow()
+            )
+        )
+        await call.answer()
+        await run_minimal_agent(call, agent)
+        await call.wait_ended(30)
+        plan = AttemptPlan(
+            attempt_id=attempt_id,
+            tenant_id=tenant_id,
+            campaign_id="",
+            contact_id="",
+            phone=incoming.caller or "",
+            trunk=None,
+            campaign_cps=0,
+            campaign_concurrency=0,
+        )
+        outcome = call.end_reason.value if call.end_reason else "failed"
+        await self._finish(plan, outcome, {"talk_s": round(call.duration_s, 3)}, call)
 
     async def _write_states(self, attempt_id: str, states: asyncio.Queue[CallState]) -> None:
         # One writer per call keeps the updates in order; failures are logged, not lost.
@@ -306,6 +408,31 @@ class CallHost:
 
 def _transition(attempt_id: str, target: AttemptState, values: dict[str, Any], s: Session) -> bool:
     return state.transition(s, attempt_id, target, **values)
+
+
+def route_inbound(
+    session: Session, callee: str, worker_id: str, lease_s: float
+) -> tuple[str, str, MinimalAgentConfig] | None:
+    """The agent config answering ``callee``, and a new answered inbound attempt for
+    it (claimed by this worker); ``None`` when no agent has that number."""
+    from callfleet.dialer.models import AgentConfig
+
+    for agent in session.scalars(select(AgentConfig)):
+        if callee in (agent.inbound_numbers or []):
+            now = utcnow()
+            attempt = CallAttempt(
+                tenant_id=agent.tenant_id,
+                direction="inbound",
+                state=AttemptState.ANSWERED,
+                worker_id=worker_id,
+                claimed_at=now,
+                answered_at=now,
+                lease_expires_at=now + timedelta(seconds=lease_s),
+            )
+            session.add(attempt)
+            session.flush()
+            return attempt.id, agent.tenant_id, MinimalAgentConfig.from_definition(agent.definition)
+    return None
 
 
 def load_plan(session: Session, attempt_id: str) -> AttemptPlan | None:

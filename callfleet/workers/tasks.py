@@ -9,7 +9,7 @@ from functools import lru_cache
 from typing import Any
 
 import httpx
-from celery.signals import worker_shutdown
+from celery.signals import worker_ready, worker_shutdown
 from sqlalchemy.orm import Session, sessionmaker
 
 from callfleet.dialer import scheduler
@@ -18,7 +18,7 @@ from callfleet.dialer.webhooks import deliver_due
 from callfleet.dialer.webhooks import enqueue as enqueue_webhook
 from callfleet.settings import get_settings
 from callfleet.workers.callhost import PacingTimeout, get_host, stop_host
-from callfleet.workers.celery_app import app
+from callfleet.workers.celery_app import CALLS, app
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,15 @@ def deliver_webhooks() -> dict[str, int]:
         return {"delivered": report.delivered, "failed": report.failed, "dead": report.dead}
 
     return asyncio.run(run())
+
+
+@worker_ready.connect
+def _start_call_host(sender: Any = None, **_: Any) -> None:
+    # A worker on the calls queue is a call host: bring SIP up now, so it also answers
+    # inbound calls before its first outbound task arrives.
+    consuming = set(app.amqp.queues.consume_from or {})
+    if CALLS in consuming:
+        get_host(get_settings())
 
 
 @worker_shutdown.connect

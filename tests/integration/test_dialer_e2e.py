@@ -316,3 +316,112 @@ async def test_killed_worker_mid_call_is_resolved_without_redial(
     assert contact.status == "pending" and contact.attempts_made == 1  # retry in an hour
     await asyncio.sleep(1.0)
     assert len(phone.find("incoming")) == 1
+
+
+def _sip_port(worker: CallWorker) -> int:
+    import re
+
+    match = re.search(r"call host \S+ up on SIP port (\d+)", worker.log_text())
+    assert match, worker.log_text()[-2000:]
+    return int(match.group(1))
+
+
+async def _wait_state(env: DialerEnv, attempt_id: str, wanted: str, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with env.sessions() as s:
+            attempt = s.get(CallAttempt, attempt_id)
+            if attempt is not None and attempt.state == wanted:
+                return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"attempt {attempt_id} never reached {wanted}")
+
+
+async def test_live_call_commands_reach_the_owning_worker(
+    dialer_env: DialerEnv, worker_factory: Callable[[], CallWorker], phones: PhoneFactory
+) -> None:
+    from redis.asyncio import Redis
+
+    from callfleet.dialer.commands import CallCommand, CommandFailed, send_command
+
+    phone = await phones(PhoneScript(silent=True))  # answers and stays on the line
+    worker = worker_factory()
+    await worker.ready()
+    _setup_campaign(dialer_env, phone, "phone\n+12125550101\n")
+    with transaction(dialer_env.sessions) as s:
+        queued = tick(s, utcnow()).queued
+    dialer_env.send(queued[0])
+    await _wait_state(dialer_env, queued[0], "answered")
+    with dialer_env.sessions() as s:
+        owner = s.get(CallAttempt, queued[0]).worker_id  # type: ignore[union-attr]
+    assert owner is not None
+    redis_client = Redis.from_url(dialer_env.redis_url)
+    try:
+        await send_command(redis_client, owner, CallCommand(queued[0], "dtmf", {"digits": "42"}))
+        await phone.wait_for("dtmf", digit="2")
+        with pytest.raises(CommandFailed, match="no live call att_nope"):
+            await send_command(redis_client, owner, CallCommand("att_nope", "hangup"))
+        await send_command(redis_client, owner, CallCommand(queued[0], "hangup"))
+        await _wait_state(dialer_env, queued[0], "completed")
+        with pytest.raises(CommandFailed, match="no call host ghost is listening"):
+            await send_command(redis_client, "ghost", CallCommand(queued[0], "hangup"))
+    finally:
+        await redis_client.aclose()
+    assert (await phone.wait_for("ended"))["reason"] == "completed"
+
+
+async def test_inbound_call_is_routed_by_dialled_number(
+    dialer_env: DialerEnv, worker_factory: Callable[[], CallWorker], phones: PhoneFactory
+) -> None:
+    from callfleet.dialer.models import AgentConfig
+
+    with transaction(dialer_env.sessions) as s:
+        tenant = Tenant(name="acme")
+        s.add(tenant)
+        s.flush()
+        s.add(
+            AgentConfig(
+                tenant_id=tenant.id,
+                name="support",
+                inbound_numbers=["+18005550100"],
+                definition={"max_duration_s": 1.0},
+            )
+        )
+    worker = worker_factory()
+    await worker.ready()
+    port = _sip_port(worker)
+    caller = await phones(PhoneScript(silent=True), name="caller")
+    await caller.send({"cmd": "dial", "to": f"sip:+18005550100@127.0.0.1:{port}"})
+    ended = await caller.wait_for("ended", timeout_s=15)
+    assert ended["reason"] == "completed" and 0.8 < ended["duration_s"] < 3
+    await caller.send({"cmd": "dial", "to": f"sip:+18005559999@127.0.0.1:{port}"})
+    rejected = await caller.wait_for("ended", where=lambda e: e["code"] == 404, timeout_s=15)
+    assert rejected["reason"] == "invalid_number"
+    await asyncio.sleep(0.5)
+    with dialer_env.sessions() as s:
+        attempts = s.scalars(select(CallAttempt)).all()
+    assert [(a.direction, a.state, a.end_reason) for a in attempts] == [
+        ("inbound", "completed", "completed")
+    ]
+
+
+async def test_sigterm_drains_live_calls_before_exit(
+    dialer_env: DialerEnv, worker_factory: Callable[[], CallWorker], phones: PhoneFactory
+) -> None:
+    phone = await phones(PhoneScript(silent=True, hangup_after_s=3.0))
+    worker = worker_factory()
+    await worker.ready()
+    _setup_campaign(dialer_env, phone, "phone\n+12125550101\n")
+    with transaction(dialer_env.sessions) as s:
+        queued = tick(s, utcnow()).queued
+    dialer_env.send(queued[0])
+    await _wait_state(dialer_env, queued[0], "answered")
+    worker.proc.send_signal(signal.SIGTERM)  # graceful: the call must finish first
+    await asyncio.sleep(1.0)
+    assert worker.proc.poll() is None, "the worker exited with a call up"
+    code = await asyncio.to_thread(worker.proc.wait, 30)
+    assert code == 0
+    with dialer_env.sessions() as s:
+        attempt = s.get(CallAttempt, queued[0])
+    assert attempt is not None and attempt.state == "completed"
+    assert (await phone.wait_for("ended"))["reason"] == "completed"

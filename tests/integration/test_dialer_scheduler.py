@@ -200,3 +200,23 @@ def test_campaign_completes_when_no_contact_is_left(
         assert not complete_if_done(s, camp, MONDAY_1400)
         s.refresh(camp)
         assert camp.status == CampaignStatus.COMPLETED
+
+
+def test_number_put_on_dnc_after_import_is_not_called(
+    sessions: sessionmaker[Session], campaign: Campaign
+) -> None:
+    from callfleet.dialer.models import DncEntry
+
+    _start(sessions, campaign)
+    with sessions() as s, s.begin():
+        s.add(
+            DncEntry(
+                tenant_id=campaign.tenant_id, phone_e164="+442079460958", reason="called the office"
+            )
+        )
+    queued = _schedule(sessions, campaign.id, MONDAY_1400)
+    assert "+442079460958" not in _phones(sessions, queued)
+    with sessions() as s:
+        london = s.scalars(select(Contact).where(Contact.phone_e164 == "+442079460958")).one()
+    assert london.status == ContactStatus.SUPPRESSED
+    assert london.suppressed_reason == "on the do-not-call list (called the office)"

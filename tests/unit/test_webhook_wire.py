@@ -13,6 +13,7 @@ from callfleet.dialer.webhooks import (
     EVENT_TYPES,
     SignatureError,
     WebhookEvent,
+    backoff_ceiling_s,
     backoff_s,
     sign,
     verify,
@@ -297,6 +298,8 @@ class TestBackoff:
             3600,
         ]
         assert backoff_s(10_000, _Top()) == 3600
+        assert [backoff_ceiling_s(n) for n in (0, 1, 2, 10, 10_000)] == [10, 10, 20, 3600, 3600]
+        assert backoff_ceiling_s(3, base_s=1, factor=3, cap_s=5) == 5
 
     def test_full_jitter_is_seeded(self) -> None:
         rng, same = random.Random(3), random.Random(3)
