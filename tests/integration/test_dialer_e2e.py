@@ -425,3 +425,66 @@ async def test_sigterm_drains_live_calls_before_exit(
         attempt = s.get(CallAttempt, queued[0])
     assert attempt is not None and attempt.state == "completed"
     assert (await phone.wait_for("ended"))["reason"] == "completed"
+
+
+async def test_worker_supervisor_runs_and_restarts_call_hosts(dialer_env: DialerEnv) -> None:
+    import psutil
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "callfleet.cli",
+        "worker",
+        "--calls",
+        "6",
+        "--sip-port",
+        "0",
+        env=dialer_env.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        supervisor = psutil.Process(proc.pid)
+
+        async def hosts(n: int) -> list[psutil.Process]:
+            for _ in range(150):
+                children = [c for c in supervisor.children() if "celery" in " ".join(c.cmdline())]
+                if len(children) == n:
+                    return children
+                await asyncio.sleep(0.2)
+            raise TimeoutError(f"expected {n} call hosts, have {supervisor.children()}")
+
+        first = await hosts(2)  # 6 calls at 4 per process (this PJSIP build)
+        first[0].kill()
+        await asyncio.sleep(3.0)
+        second = await hosts(2)
+        assert {p.pid for p in second} != {p.pid for p in first}  # the dead one was replaced
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 60) == 0
+        assert not [p for p in second if p.is_running() and p.status() != "zombie"]
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_pacing_holds_5_cps_over_a_minute(
+    dialer_env: DialerEnv, worker_factory: Callable[[], CallWorker], phones: PhoneFactory
+) -> None:
+    phone = await phones(PhoneScript(answer="reject", reject_code=486))
+    worker = worker_factory()
+    await worker.ready()
+    numbers = "\n".join(f"+1212555{n:04d}" for n in range(1000, 1310))
+    campaign_id = _setup_campaign(
+        dialer_env, phone, "phone\n" + numbers + "\n", retry_policy={"max_attempts": 1}
+    )
+    with dialer_env.sessions() as s:
+        camp = s.get(Campaign, campaign_id)
+        assert camp is not None and camp.max_cps == 5
+    await _run_ticks(dialer_env, campaign_id, timeout_s=120)
+    times = sorted(e["t"] for e in phone.find("incoming"))
+    assert len(times) == 310  # each number dialled exactly once
+    window = [t for t in times if t - times[0] <= 60.0]
+    rate = (len(window) - 1) / (window[-1] - window[0])
+    print(f"\n[pacing] 5 CPS target: {rate:.3f} calls/s over {window[-1] - window[0]:.1f} s")
+    assert abs(rate - 5.0) <= 0.25, f"{rate:.3f} calls/s is not within 5% of 5"

@@ -248,8 +248,9 @@ async def test_error_answers_are_retried_with_growing_seeded_backoff(
     assert deliveries(sessions)[delivery_id].last_error == "receiver answered 302 Found"
 
     receiver.status = 204
-    clock = deliveries(sessions)[delivery_id].next_attempt_at
-    assert clock is not None
+    retry_at = deliveries(sessions)[delivery_id].next_attempt_at
+    assert retry_at is not None
+    clock = retry_at
     assert await deliver_due(sessions, client, clock, rng=rng) == DeliveryReport(delivered=1)
     d = deliveries(sessions)[delivery_id]
     assert d.status == DeliveryStatus.DELIVERED and d.attempts == 9 and d.last_status_code == 204

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,7 @@ class Phone:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def emit(self, event: str, **data: Any) -> None:
-        _EVENTS.write(json.dumps({"event": event, **data}) + "\n")
+        _EVENTS.write(json.dumps({"event": event, "t": time.time(), **data}) + "\n")
         _EVENTS.flush()
 
     def spawn(self, coro: Any) -> None:
