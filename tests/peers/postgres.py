@@ -34,7 +34,17 @@ import psycopg
 from .ports import HOST, free_port
 from .process import PeerProcess
 
-PG_BIN_DIR = Path("/usr/lib/postgresql/15/bin")
+
+def _pg_bin_dir() -> Path:
+    """The newest Debian PostgreSQL server install (``/usr/lib/postgresql/<major>/bin``)."""
+    installs = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    return installs[-1].parent if installs else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN_DIR = _pg_bin_dir()
 SUPERUSER = "postgres"
 DATABASE = "callfleet"
 #: Log line of a postmaster that accepts connections.
