@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "call":
             return asyncio.run(_call(args))
         if args.command == "demo":
-            from callfleet.sip.testing.demo import main as demo_main
+            from callfleet.demo import main as demo_main
 
             return demo_main()
         if args.command == "worker":

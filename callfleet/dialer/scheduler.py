@@ -31,6 +31,7 @@ from callfleet.dialer.models import (
     DncEntry,
 )
 from callfleet.dialer.retry import ANSWERED, RetryPolicy, next_attempt
+from callfleet.dialer.webhooks import enqueue as enqueue_webhook
 from callfleet.dialer.windows import (
     CallingWindow,
     Schedule,
@@ -282,8 +283,9 @@ class TickReport:
 
 def tick(session: Session, now: datetime, *, per_campaign: int = 500) -> TickReport:
     """One scheduler pass over every running campaign: fail attempts of dead workers,
-    queue due contacts, re-enqueue stale attempts, complete finished campaigns. The
-    caller enqueues ``queued`` + ``requeued`` after committing."""
+    queue due contacts, re-enqueue stale attempts, complete finished campaigns (with
+    their ``campaign.completed`` webhook). The caller enqueues ``queued`` +
+    ``requeued`` after committing."""
     report = TickReport(
         queued=[], requeued=[], resolved=reconcile(session, now), completed_campaigns=[]
     )
@@ -292,5 +294,13 @@ def tick(session: Session, now: datetime, *, per_campaign: int = 500) -> TickRep
         report.queued += schedule_campaign(session, campaign, now, limit=per_campaign).attempts
         if complete_if_done(session, campaign, now):
             report.completed_campaigns.append(campaign.id)
+            enqueue_webhook(
+                session,
+                campaign.tenant_id,
+                "campaign.completed",
+                f"campaign.completed:{campaign.id}",
+                {"campaign_id": campaign.id, "name": campaign.name},
+                now,
+            )
     report.requeued = stale_queued(session, now)
     return report

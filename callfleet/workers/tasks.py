@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from callfleet.dialer import scheduler
 from callfleet.dialer.db import make_engine, make_sessionmaker, transaction, utcnow
 from callfleet.dialer.webhooks import deliver_due
-from callfleet.dialer.webhooks import enqueue as enqueue_webhook
 from callfleet.settings import get_settings
 from callfleet.workers.callhost import PacingTimeout, get_host, stop_host
 from callfleet.workers.celery_app import CALLS, app
@@ -47,15 +46,6 @@ def tick() -> dict[str, Any]:
     now = utcnow()
     with transaction(_sessions()) as session:
         report = scheduler.tick(session, now)
-        for campaign_id in report.completed_campaigns:
-            enqueue_webhook(
-                session,
-                _tenant_of(session, campaign_id),
-                "campaign.completed",
-                f"campaign.completed:{campaign_id}",
-                {"campaign_id": campaign_id},
-                now,
-            )
     for attempt_id in report.queued + report.requeued:
         place_call.delay(attempt_id)
     return {
@@ -64,14 +54,6 @@ def tick() -> dict[str, Any]:
         "resolved": len(report.resolved),
         "completed": report.completed_campaigns,
     }
-
-
-def _tenant_of(session: Session, campaign_id: str) -> str:
-    from callfleet.dialer.models import Campaign
-
-    campaign = session.get(Campaign, campaign_id)
-    assert campaign is not None
-    return campaign.tenant_id
 
 
 @app.task

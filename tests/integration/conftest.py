@@ -1,4 +1,5 @@
-"""Database fixtures: every storage test runs on SQLite and on a private PostgreSQL."""
+"""Database fixtures: every storage test runs on SQLite and on a private PostgreSQL; the
+end-to-end dialer fixtures (`dialer_env`, `worker_factory`) from dialer_env.py."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from callfleet.dialer.db import make_engine, make_sessionmaker, migrate
 from callfleet.dialer.models import Campaign, Tenant
+from tests.integration.dialer_env import dialer_env, worker_factory  # noqa: F401  (e2e fixtures)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

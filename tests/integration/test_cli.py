@@ -132,4 +132,4 @@ async def test_bad_wav_is_refused_before_dialling(phones: PhoneFactory, tmp_path
 async def test_demo_runs_and_passes() -> None:
     code, out, err = await run_cli("demo", timeout_s=120)
     assert code == 0, out + err
-    assert "demo passed" in out
+    assert "demo passed" in out and "webhooks received and verified: 7" in out

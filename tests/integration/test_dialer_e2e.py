@@ -5,206 +5,29 @@ which each number behaves differently."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
-import pytest_asyncio
-import redis
-from celery import Celery
-from sqlalchemy import select, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import select
 
-from callfleet.dialer.campaigns import control
-from callfleet.dialer.contacts import csv_rows, import_contacts
-from callfleet.dialer.db import make_engine, make_sessionmaker, migrate, transaction, utcnow
-from callfleet.dialer.models import (
-    CallAttempt,
-    Campaign,
-    CampaignStatus,
-    Contact,
-    Tenant,
-    TrunkRecord,
-)
+from callfleet.dialer.db import transaction, utcnow
+from callfleet.dialer.models import CallAttempt, Campaign, Contact, Tenant
 from callfleet.dialer.scheduler import tick
-from callfleet.sip.testing import PhoneScript, TestPhone
+from callfleet.sip.testing import PhoneScript
 from tests.conftest import PhoneFactory
-from tests.peers.postgres import PostgresServer
-from tests.peers.redis import RedisServer
+from tests.integration.dialer_env import (
+    CallWorker,
+    DialerEnv,
+    run_ticks,
+    setup_campaign,
+    sip_port,
+    wait_state,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-OPEN_ALL_DAY = {d: [["00:00", "24:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-
-
-@dataclass
-class DialerEnv:
-    db_url: str
-    redis_url: str
-    env: dict[str, str]
-    sessions: sessionmaker[Session]
-    sender: Celery
-
-    def send(self, attempt_id: str) -> None:
-        self.sender.send_task(
-            "callfleet.workers.tasks.place_call", args=[attempt_id], queue="calls"
-        )
-
-
-@pytest.fixture
-def dialer_env(
-    postgres_server: PostgresServer, redis_server: RedisServer, request: pytest.FixtureRequest
-) -> Iterator[DialerEnv]:
-    name = f"e2e_{abs(hash(request.node.nodeid)) % 10**10}"
-    admin = make_engine(postgres_server.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    db_url = postgres_server.url.rsplit("/", 1)[0] + f"/{name}"
-    migrate(db_url)
-    redis.Redis.from_url(redis_server.url).flushall()
-    env = {
-        **os.environ,
-        "CALLFLEET_DATABASE_URL": db_url,
-        "CALLFLEET_REDIS_URL": redis_server.url,
-        "CALLFLEET_SIP_BIND": "127.0.0.1",
-        "CALLFLEET_SIP_PORT": "0",
-        "CALLFLEET_RING_TIMEOUT_S": "3",
-        "CALLFLEET_CALL_LEASE_S": "3",
-        "CALLFLEET_PACING_WAIT_S": "20",
-    }
-    engine = make_engine(db_url)
-    sender = Celery(broker=redis_server.url)
-    yield DialerEnv(db_url, redis_server.url, env, make_sessionmaker(engine), sender)
-    engine.dispose()
-
-
-class CallWorker:
-    """A call-host Celery worker process on the calls queue."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # closed in stop()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "callfleet.workers.celery_app",
-                "worker",
-                "-Q",
-                "calls",
-                "-P",
-                "threads",
-                "-c",
-                "4",
-                "-n",
-                f"callhost-{os.getpid()}@test",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--loglevel",
-                "INFO",
-            ],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    async def ready(self, timeout_s: float = 30) -> None:
-        deadline = time.monotonic() + timeout_s
-        while " ready." not in self.log_text():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"call worker did not start:\n{self.log_text()[-3000:]}")
-            await asyncio.sleep(0.2)
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def worker_factory(
-    dialer_env: DialerEnv, tmp_path: Path
-) -> AsyncIterator[Callable[[], CallWorker]]:
-    workers: list[CallWorker] = []
-
-    def make() -> CallWorker:
-        worker = CallWorker(dialer_env.env, tmp_path / f"worker{len(workers)}.log")
-        workers.append(worker)
-        return worker
-
-    yield make
-    for worker in workers:
-        await asyncio.to_thread(worker.stop)
-
-
-def _setup_campaign(env: DialerEnv, phone: TestPhone, contacts_csv: str, **campaign: object) -> str:
-    with transaction(env.sessions) as s:
-        tenant = Tenant(name="acme")
-        s.add(tenant)
-        s.flush()
-        trunk = TrunkRecord(
-            tenant_id=tenant.id,
-            name="sim",
-            config={"host": f"127.0.0.1:{phone.ports['udp']}"},
-            max_cps=50,
-            max_concurrent=8,
-        )
-        s.add(trunk)
-        s.flush()
-        camp = Campaign(
-            tenant_id=tenant.id,
-            name="e2e",
-            trunk_id=trunk.id,
-            calling_window=OPEN_ALL_DAY,
-            max_cps=5,
-            max_concurrent=4,
-            **campaign,
-        )
-        s.add(camp)
-        s.flush()
-        import_contacts(s, camp, csv_rows(contacts_csv))
-        control(s, camp.id, "start", utcnow())
-        return camp.id
-
-
-async def _run_ticks(env: DialerEnv, campaign_id: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with transaction(env.sessions) as s:
-            report = tick(s, utcnow())
-        for attempt_id in report.queued + report.requeued:
-            env.send(attempt_id)
-        with env.sessions() as s:
-            camp = s.get(Campaign, campaign_id)
-            assert camp is not None
-            if camp.status == CampaignStatus.COMPLETED:
-                return
-        await asyncio.sleep(0.3)
-    raise TimeoutError(f"campaign {campaign_id} did not complete in {timeout_s} s")
-
 
 NETWORK = PhoneScript(
     silent=True,
@@ -224,13 +47,13 @@ async def test_mixed_campaign_completes_with_outcomes_and_retries(
     phone = await phones(NETWORK)
     worker = worker_factory()
     await worker.ready()
-    campaign_id = _setup_campaign(
+    campaign_id = setup_campaign(
         dialer_env,
         phone,
         MIXED,
         retry_policy={"max_attempts": 2, "busy_s": 1, "no_answer_s": 1, "jitter_s": 0},
     )
-    await _run_ticks(dialer_env, campaign_id, timeout_s=60)
+    await run_ticks(dialer_env, campaign_id, timeout_s=60)
     with dialer_env.sessions() as s:
         contacts = {c.phone_e164: c for c in s.scalars(select(Contact))}
         attempts = s.scalars(select(CallAttempt)).all()
@@ -261,13 +84,13 @@ async def test_duplicate_task_delivery_dials_once(
     phone = await phones(PhoneScript(silent=True, hangup_after_s=1.0))
     worker = worker_factory()
     await worker.ready()
-    campaign_id = _setup_campaign(dialer_env, phone, "phone\n+12125550101\n")
+    campaign_id = setup_campaign(dialer_env, phone, "phone\n+12125550101\n")
     with transaction(dialer_env.sessions) as s:
         queued = tick(s, utcnow()).queued
     assert len(queued) == 1
     for _ in range(3):  # the broker delivers the same task three times
         dialer_env.send(queued[0])
-    await _run_ticks(dialer_env, campaign_id, timeout_s=30)
+    await run_ticks(dialer_env, campaign_id, timeout_s=30)
     await asyncio.sleep(1.0)
     assert len(phone.find("incoming")) == 1
     assert (
@@ -283,7 +106,7 @@ async def test_killed_worker_mid_call_is_resolved_without_redial(
     phone = await phones(PhoneScript(silent=True))  # answers and stays on the line
     worker = worker_factory()
     await worker.ready()
-    _setup_campaign(
+    setup_campaign(
         dialer_env,
         phone,
         "phone\n+12125550101\n",
@@ -300,7 +123,7 @@ async def test_killed_worker_mid_call_is_resolved_without_redial(
             if attempt.state == "answered":
                 break
         await asyncio.sleep(0.1)
-    assert attempt.state == "answered"
+    assert attempt is not None and attempt.state == "answered"
     worker.kill()  # SIGKILL mid-call: no BYE, no outcome written
     await asyncio.sleep(3.5)  # the lease (3 s) runs out
     replacement = worker_factory()  # a new worker must not redial it
@@ -318,25 +141,6 @@ async def test_killed_worker_mid_call_is_resolved_without_redial(
     assert len(phone.find("incoming")) == 1
 
 
-def _sip_port(worker: CallWorker) -> int:
-    import re
-
-    match = re.search(r"call host \S+ up on SIP port (\d+)", worker.log_text())
-    assert match, worker.log_text()[-2000:]
-    return int(match.group(1))
-
-
-async def _wait_state(env: DialerEnv, attempt_id: str, wanted: str, timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with env.sessions() as s:
-            attempt = s.get(CallAttempt, attempt_id)
-            if attempt is not None and attempt.state == wanted:
-                return
-        await asyncio.sleep(0.1)
-    raise TimeoutError(f"attempt {attempt_id} never reached {wanted}")
-
-
 async def test_live_call_commands_reach_the_owning_worker(
     dialer_env: DialerEnv, worker_factory: Callable[[], CallWorker], phones: PhoneFactory
 ) -> None:
@@ -347,11 +151,11 @@ async def test_live_call_commands_reach_the_owning_worker(
     phone = await phones(PhoneScript(silent=True))  # answers and stays on the line
     worker = worker_factory()
     await worker.ready()
-    _setup_campaign(dialer_env, phone, "phone\n+12125550101\n")
+    setup_campaign(dialer_env, phone, "phone\n+12125550101\n")
     with transaction(dialer_env.sessions) as s:
         queued = tick(s, utcnow()).queued
     dialer_env.send(queued[0])
-    await _wait_state(dialer_env, queued[0], "answered")
+    await wait_state(dialer_env, queued[0], "answered")
     with dialer_env.sessions() as s:
         owner = s.get(CallAttempt, queued[0]).worker_id  # type: ignore[union-attr]
     assert owner is not None
@@ -362,7 +166,7 @@ async def test_live_call_commands_reach_the_owning_worker(
         with pytest.raises(CommandFailed, match="no live call att_nope"):
             await send_command(redis_client, owner, CallCommand("att_nope", "hangup"))
         await send_command(redis_client, owner, CallCommand(queued[0], "hangup"))
-        await _wait_state(dialer_env, queued[0], "completed")
+        await wait_state(dialer_env, queued[0], "completed")
         with pytest.raises(CommandFailed, match="no call host ghost is listening"):
             await send_command(redis_client, "ghost", CallCommand(queued[0], "hangup"))
     finally:
@@ -389,7 +193,7 @@ async def test_inbound_call_is_routed_by_dialled_number(
         )
     worker = worker_factory()
     await worker.ready()
-    port = _sip_port(worker)
+    port = sip_port(worker)
     caller = await phones(PhoneScript(silent=True), name="caller")
     await caller.send({"cmd": "dial", "to": f"sip:+18005550100@127.0.0.1:{port}"})
     ended = await caller.wait_for("ended", timeout_s=15)
@@ -411,11 +215,11 @@ async def test_sigterm_drains_live_calls_before_exit(
     phone = await phones(PhoneScript(silent=True, hangup_after_s=3.0))
     worker = worker_factory()
     await worker.ready()
-    _setup_campaign(dialer_env, phone, "phone\n+12125550101\n")
+    setup_campaign(dialer_env, phone, "phone\n+12125550101\n")
     with transaction(dialer_env.sessions) as s:
         queued = tick(s, utcnow()).queued
     dialer_env.send(queued[0])
-    await _wait_state(dialer_env, queued[0], "answered")
+    await wait_state(dialer_env, queued[0], "answered")
     worker.proc.send_signal(signal.SIGTERM)  # graceful: the call must finish first
     await asyncio.sleep(1.0)
     assert worker.proc.poll() is None, "the worker exited with a call up"
@@ -475,13 +279,13 @@ async def test_pacing_holds_5_cps_over_a_minute(
     worker = worker_factory()
     await worker.ready()
     numbers = "\n".join(f"+1212555{n:04d}" for n in range(1000, 1310))
-    campaign_id = _setup_campaign(
+    campaign_id = setup_campaign(
         dialer_env, phone, "phone\n" + numbers + "\n", retry_policy={"max_attempts": 1}
     )
     with dialer_env.sessions() as s:
         camp = s.get(Campaign, campaign_id)
         assert camp is not None and camp.max_cps == 5
-    await _run_ticks(dialer_env, campaign_id, timeout_s=120)
+    await run_ticks(dialer_env, campaign_id, timeout_s=120)
     times = sorted(e["t"] for e in phone.find("incoming"))
     assert len(times) == 310  # each number dialled exactly once
     window = [t for t in times if t - times[0] <= 60.0]

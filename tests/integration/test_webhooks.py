@@ -25,14 +25,8 @@ from callfleet.dialer.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
-from callfleet.dialer.webhooks import (
-    DeliveryReport,
-    WebhookEvent,
-    deliver_due,
-    enqueue,
-    replay,
-    verify,
-)
+from callfleet.dialer.webhook_wire import WebhookEvent, verify
+from callfleet.dialer.webhooks import DeliveryReport, deliver_due, enqueue, replay
 from tests.peers.ports import free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

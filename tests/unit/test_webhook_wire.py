@@ -9,15 +9,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from callfleet.dialer.webhooks import (
-    EVENT_TYPES,
-    SignatureError,
-    WebhookEvent,
-    backoff_ceiling_s,
-    backoff_s,
-    sign,
-    verify,
-)
+from callfleet.dialer.webhook_wire import EVENT_TYPES, SignatureError, WebhookEvent, sign, verify
+from callfleet.dialer.webhooks import backoff_ceiling_s, backoff_s
 
 SECRET = "whsec_test"
 T = 1714564800  # 2024-05-01T12:00:00Z
