@@ -89,7 +89,12 @@ async def _call(args: argparse.Namespace) -> int:
 
 def _scheduler(loglevel: str) -> int:
     import os
+    import tempfile
 
+    # Celery beat keeps its schedule state in a file: not in the working directory.
+    schedule = os.environ.get(
+        "CALLFLEET_BEAT_SCHEDULE", os.path.join(tempfile.gettempdir(), "callfleet-beat")
+    )
     argv = [
         sys.executable,
         "-m",
@@ -100,6 +105,8 @@ def _scheduler(loglevel: str) -> int:
         "-Q",
         "scheduling,webhooks",
         "-B",
+        "-s",
+        schedule,
         "-c",
         "2",
         "-n",

@@ -43,7 +43,8 @@ def _free_port() -> int:
 class WebhookReceiver:
     """A tiny HTTP server that verifies each webhook's signature and keeps the events."""
 
-    def __init__(self) -> None:
+    def __init__(self, secret: str = SECRET) -> None:
+        self.secret = secret
         self.events: list[dict[str, object]] = []
         self.bad_signatures = 0
         self.port = _free_port()
@@ -67,7 +68,7 @@ class WebhookReceiver:
             headers[name.strip().lower()] = value.strip()
         body = await reader.readexactly(int(headers.get("content-length", "0")))
         try:
-            verify(SECRET, headers.get("x-callfleet-signature"), body, time.time())
+            verify(self.secret, headers.get("x-callfleet-signature"), body, time.time())
             self.events.append(WebhookEvent.parse(body).to_dict())
             status = b"200 OK"
         except SignatureError:

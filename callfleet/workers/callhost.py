@@ -83,7 +83,7 @@ class CallHost:
         self.sessions: sessionmaker[Session] = make_sessionmaker(self._engine)
         self._trunks: dict[str, Trunk] = {}
         #: Live calls of this host by attempt id, for live-call commands.
-        self._live: dict[str, Call] = {}
+        self._live: dict[str, tuple[Call, str]] = {}  # attempt id -> (call, tenant id)
         self._listener_task: asyncio.Task[None] | None = None
         self._inbound_tasks: set[asyncio.Task[None]] = set()
 
@@ -228,7 +228,7 @@ class CallHost:
             log.error("attempt %s could not be dialled: %s", plan.attempt_id, e)
             await self._finish(plan, "failed", {"sip_reason": f"not dialled: {e}"}, None)
             return "failed"
-        self._live[plan.attempt_id] = call
+        self._live[plan.attempt_id] = (call, plan.tenant_id)
         call.on("ended", lambda _reason: self._live.pop(plan.attempt_id, None))
         states: asyncio.Queue[CallState] = asyncio.Queue()
         call.on("state", states.put_nowait)
@@ -271,11 +271,12 @@ class CallHost:
 
     async def _execute(self, command: CallCommand) -> None:
         assert self.redis is not None
-        call = self._live.get(command.attempt_id)
+        live = self._live.get(command.attempt_id)
         result: dict[str, Any]
-        if call is None:
+        if live is None:
             result = {"ok": False, "error": f"no live call {command.attempt_id} on this host"}
         else:
+            call, tenant_id = live
             try:
                 result = {"ok": True}
                 if command.action == "hangup":
@@ -283,8 +284,10 @@ class CallHost:
                 elif command.action == "dtmf":
                     await call.send_dtmf(str(command.args["digits"]))
                 elif command.action == "transfer":
-                    outcome = await call.blind_transfer(str(command.args["target"]))
+                    target = str(command.args["target"])
+                    outcome = await call.blind_transfer(target)
                     result["status_code"] = outcome.status_code
+                    await self._transferred(command.attempt_id, tenant_id, target)
             except (SipError, ValueError, KeyError) as e:
                 result = {"ok": False, "error": f"{command.action} failed: {e}"}
         event = CallEvent(
@@ -292,10 +295,17 @@ class CallHost:
             type=f"command.{command.action}",
             data={"args": command.args, **result},
         )
-        if call is not None:
+        if live is not None:
             await self._db(lambda s: s.add(event))
         log.info("call %s command %s: %s", command.attempt_id, command.action, result)
         await reply(self.redis, command, result)
+
+    async def _transferred(self, attempt_id: str, tenant_id: str, target: str) -> None:
+        data = {"attempt_id": attempt_id, "target": target, "mode": "blind"}
+        key = f"call.transferred:{attempt_id}"
+        await self._db(
+            lambda s: enqueue_webhook(s, tenant_id, "call.transferred", key, data, utcnow())
+        )
 
     # -- inbound --------------------------------------------------------------------------
 
@@ -310,7 +320,7 @@ class CallHost:
             return
         attempt_id, tenant_id, agent = route
         call = incoming.call
-        self._live[attempt_id] = call
+        self._live[attempt_id] = (call, tenant_id)
         call.on("ended", lambda _reason: self._live.pop(attempt_id, None))
         data = {"attempt_id": attempt_id, "from": incoming.caller, "to": callee}
         await self._db(
