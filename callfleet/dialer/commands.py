@@ -16,7 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 #: What a call host can do to a live call.
-ACTIONS = ("hangup", "transfer", "dtmf")
+ACTIONS = ("hangup", "transfer", "dtmf", "say")
 REPLY_TTL_S = 60
 
 

@@ -108,7 +108,7 @@ def parse_row(raw: Mapping[Any, Any], row: int, default_region: str) -> ParsedRo
         except (ZoneInfoNotFoundError, ValueError):
             return RowIssue(row, phone_text, f"timezone {zone!r} is not an IANA time zone")
     else:
-        zone = zone_for_number(e164)
+        zone = zone_for_number(number)
     name = values.get("name") or None
     if name is not None and len(name) > NAME_MAX:
         return RowIssue(row, phone_text, f"name is longer than {NAME_MAX} characters")

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from callfleet.dialer import state
 from callfleet.dialer.contacts import dnc_reason
+from callfleet.dialer.db import new_id
 from callfleet.dialer.models import (
     AttemptState,
     CallAttempt,
@@ -103,13 +104,20 @@ def schedule_campaign(
     # The do-not-call list is checked again at dial time: a number added after the
     # import must not be called.
     blocked = _dnc_reasons(session, campaign.tenant_id, [c.phone_e164 for c in due])
+    # Contacts in the same zone(s) share the answer for this ``now``: compute it once.
+    next_time: dict[tuple[str, ...], datetime | None] = {}
+    callable_now: list[Contact] = []
     for contact in due:
         if contact.phone_e164 in blocked:
             contact.status = ContactStatus.SUPPRESSED
             contact.suppressed_reason = dnc_reason(blocked[contact.phone_e164])
             result.suppressed += 1
             continue
-        at = next_call_time(now, _contact_zones(contact), schedule)
+        zones = _contact_zones(contact)
+        key = (zones,) if isinstance(zones, str) else tuple(zones or ())
+        if key not in next_time:
+            next_time[key] = next_call_time(now, zones, schedule)
+        at = next_time[key]
         if at is None:
             contact.status = ContactStatus.SUPPRESSED
             contact.suppressed_reason = (
@@ -120,17 +128,26 @@ def schedule_campaign(
         elif at > now:
             contact.next_attempt_at = at
             result.deferred += 1
-        elif _take(session, contact.id):
-            attempt = CallAttempt(
-                tenant_id=contact.tenant_id,
-                campaign_id=campaign.id,
-                contact_id=contact.id,
-                attempt_number=contact.attempts_made + 1,
-                due_at=now,
-            )
-            session.add(attempt)
-            session.flush()
-            result.attempts.append(attempt.id)
+        else:
+            callable_now.append(contact)
+    taken = _take(session, [c.id for c in callable_now])
+    rows: list[dict[str, Any]] = [
+        {
+            "id": new_id("att"),
+            "tenant_id": c.tenant_id,
+            "campaign_id": campaign.id,
+            "contact_id": c.id,
+            "attempt_number": c.attempts_made + 1,
+            "state": AttemptState.QUEUED,
+            "due_at": now,
+            "created_at": now,
+        }
+        for c in callable_now
+        if c.id in taken
+    ]
+    if rows:
+        session.execute(insert(CallAttempt), rows)
+    result.attempts = [str(row["id"]) for row in rows]
     return result
 
 
@@ -145,14 +162,19 @@ def _dnc_reasons(session: Session, tenant_id: str, phones: list[str]) -> dict[st
     return {phone: reason for phone, reason in rows}
 
 
-def _take(session: Session, contact_id: str) -> bool:
+def _take(session: Session, contact_ids: list[str]) -> set[str]:
+    """Contacts moved pending → in_progress by this call (compare-and-set): a contact
+    another scheduler took meanwhile is not in the result."""
+    if not contact_ids:
+        return set()
     res = session.execute(
         update(Contact)
-        .where(Contact.id == contact_id, Contact.status == ContactStatus.PENDING)
+        .where(Contact.id.in_(contact_ids), Contact.status == ContactStatus.PENDING)
         .values(status=ContactStatus.IN_PROGRESS)
+        .returning(Contact.id)
         .execution_options(synchronize_session=False)
     )
-    return bool(res.rowcount == 1)  # type: ignore[attr-defined]
+    return set(res.scalars())
 
 
 def record_outcome(

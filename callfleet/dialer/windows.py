@@ -330,17 +330,19 @@ def _parse_number(e164: str) -> phonenumbers.PhoneNumber:
         raise ValueError(f"e164 is not an international phone number: {e164!r}") from None
 
 
-def possible_zones_for_number(e164: str) -> list[str]:
+def possible_zones_for_number(e164: str | phonenumbers.PhoneNumber) -> list[str]:
     """Every IANA zone the number may be in, sorted; ``[]`` when it cannot be placed.
 
-    ``e164`` is "+<country code><number>" (spaces and dashes are tolerated). A
+    ``e164`` is "+<country code><number>" (spaces and dashes are tolerated), or a number
+    already parsed by ``phonenumbers`` (saves parsing it twice on bulk imports). A
     geographic number usually has one zone; a toll-free or mobile number can have many.
     """
-    zones = pn_timezone.time_zones_for_number(_parse_number(e164))
+    number = e164 if isinstance(e164, phonenumbers.PhoneNumber) else _parse_number(e164)
+    zones = pn_timezone.time_zones_for_number(number)
     return sorted({zone for zone in zones if zone != UNKNOWN_ZONE})
 
 
-def zone_for_number(e164: str) -> str | None:
+def zone_for_number(e164: str | phonenumbers.PhoneNumber) -> str | None:
     """The number's zone when it maps to exactly one, else ``None``.
 
     ``None`` covers both "unknown" and "several": for compliance there is no single zone to

@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from callfleet.agents.espeak import TtsError, synthesize
 from callfleet.dialer import state
 from callfleet.dialer.commands import CallCommand, channel_of, reply
 from callfleet.dialer.db import make_engine, make_sessionmaker, transaction, utcnow
@@ -283,12 +284,14 @@ class CallHost:
                     await call.hangup()
                 elif command.action == "dtmf":
                     await call.send_dtmf(str(command.args["digits"]))
+                elif command.action == "say":
+                    result["played"] = await self._say(call, str(command.args["text"]))
                 elif command.action == "transfer":
                     target = str(command.args["target"])
                     outcome = await call.blind_transfer(target)
                     result["status_code"] = outcome.status_code
                     await self._transferred(command.attempt_id, tenant_id, target)
-            except (SipError, ValueError, KeyError) as e:
+            except (SipError, ValueError, KeyError, TtsError) as e:
                 result = {"ok": False, "error": f"{command.action} failed: {e}"}
         event = CallEvent(
             attempt_id=command.attempt_id,
@@ -299,6 +302,15 @@ class CallHost:
             await self._db(lambda s: s.add(event))
         log.info("call %s command %s: %s", command.attempt_id, command.action, result)
         await reply(self.redis, command, result)
+
+    async def _say(self, call: Call, text: str) -> bool:
+        """Speak ``text`` on the call; ``False`` if it was cut off (cleared or hung up)."""
+        samples, rate = await synthesize(text)
+        if call.audio_out is None:
+            raise ValueError("the call has no audio to speak into")
+        call.audio_out.write(samples, rate)
+        call.audio_out.finish()
+        return await call.audio_out.wait_played()
 
     async def _transferred(self, attempt_id: str, tenant_id: str, target: str) -> None:
         data = {"attempt_id": attempt_id, "target": target, "mode": "blind"}

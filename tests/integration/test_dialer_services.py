@@ -134,3 +134,44 @@ async def test_live_blind_transfer_command(
     assert attempt is not None and attempt.end_reason == "transferred"
     assert "command.transfer" in events
     assert hooks == ["call.completed", "call.transferred"]
+
+
+async def test_say_command_speaks_into_the_live_call(
+    dialer_env: DialerEnv,
+    worker_factory: Callable[[], CallWorker],
+    phones: PhoneFactory,
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+
+    from callfleet.media.mix import rms_dbfs
+    from callfleet.media.wav import read_wav
+
+    phone = await phones(PhoneScript(silent=True, record_dir=str(tmp_path)))
+    worker = worker_factory()
+    await worker.ready()
+    setup_campaign(dialer_env, phone, "phone\n+12125550101\n")
+    with transaction(dialer_env.sessions) as s:
+        queued = tick(s, utcnow()).queued
+    dialer_env.send(queued[0])
+    await wait_state(dialer_env, queued[0], "answered")
+    with dialer_env.sessions() as s:
+        owner = s.get(CallAttempt, queued[0]).worker_id  # type: ignore[union-attr]
+    assert owner is not None
+    client = Redis.from_url(dialer_env.redis_url)
+    try:
+        said = await send_command(
+            client, owner, CallCommand(queued[0], "say", {"text": "Your appointment is at ten."})
+        )
+        assert said == {"ok": True, "played": True}
+        from callfleet.dialer.commands import CommandFailed
+
+        with pytest.raises(CommandFailed, match="say failed: text to say is empty"):
+            await send_command(client, owner, CallCommand(queued[0], "say", {"text": "  "}))
+        await send_command(client, owner, CallCommand(queued[0], "hangup"))
+    finally:
+        await client.aclose()
+    samples, _rate = read_wav((await phone.wait_for("recorded"))["path"])
+    frames = samples[: len(samples) // 160 * 160].reshape(-1, 160)
+    loud = [rms_dbfs(np.ascontiguousarray(f)) > -40 for f in frames]
+    assert sum(loud) > 30, "the callee heard no speech"  # > 0.6 s of voice
