@@ -16,13 +16,13 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from callfleet.sip.testing.demo import run_demo as run_sip_demo
+from callfleet.workers.supervisor import call_host_command
 
 Out = Callable[[str], None]
 SECRET = "demo-secret"
@@ -102,27 +102,7 @@ def _start_processes(
     worker_log = workdir / "worker.log"
     with open(worker_log, "wb") as log_file:
         worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "callfleet.workers.celery_app",
-                "worker",
-                "-Q",
-                "calls",
-                "-P",
-                "threads",
-                "-c",
-                "4",
-                "-n",
-                "demo-callhost@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--loglevel",
-                "INFO",
-            ],
+            call_host_command("demo-callhost@%h", 4),
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,

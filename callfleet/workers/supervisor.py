@@ -25,6 +25,31 @@ log = logging.getLogger(__name__)
 RESTART_BACKOFF_S = 2.0
 
 
+def call_host_command(name: str, concurrency: int, loglevel: str = "INFO") -> list[str]:
+    """The command line of one call-host process: a Celery worker on the calls queue
+    with a threads pool as wide as the process's call capacity."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "callfleet.workers.celery_app",
+        "worker",
+        "-Q",
+        "calls",
+        "-P",
+        "threads",
+        "-c",
+        str(concurrency),
+        "-n",
+        name,
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel",
+        loglevel,
+    ]
+
+
 def probe_capacity() -> int:
     """Calls one process of this PJSIP build can hold (starts PJSIP once, in a child)."""
     code = (
@@ -72,26 +97,9 @@ class Supervisor:
         self._stopping = False
 
     def command(self, child: Child) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "callfleet.workers.celery_app",
-            "worker",
-            "-Q",
-            "calls",
-            "-P",
-            "threads",
-            "-c",
-            str(self.capacity),
-            "-n",
-            f"callhost{child.index}@{socket.gethostname()}",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            self.loglevel,
-        ]
+        return call_host_command(
+            f"callhost{child.index}@{socket.gethostname()}", self.capacity, self.loglevel
+        )
 
     def spawn(self, child: Child) -> None:
         env = {

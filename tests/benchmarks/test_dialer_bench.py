@@ -34,7 +34,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from callfleet.dialer.campaigns import control
@@ -106,13 +106,7 @@ def _fresh_db_url(server: PostgresServer | None, tmp_path: Path, tag: str) -> st
     if server is None:
         url = f"sqlite:///{tmp_path / f'{tag}.db'}"
     else:
-        name = f"bench_{tag}"
-        admin = make_engine(server.url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-            conn.execute(text(f"CREATE DATABASE {name}"))
-        admin.dispose()
-        url = server.url.rsplit("/", 1)[0] + f"/{name}"
+        url = server.fresh_database(f"bench_{tag}")
     migrate(url)
     return url
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from callfleet.dialer.db import make_engine, make_sessionmaker, migrate
@@ -23,13 +23,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         url = f"sqlite:///{tmp_path / 'callfleet.db'}"
     else:
         server = request.getfixturevalue("postgres_server")
-        name = f"t_{abs(hash(request.node.nodeid)) % 10**12}"
-        admin = make_engine(server.url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-            conn.execute(text(f"CREATE DATABASE {name}"))
-        admin.dispose()
-        url = server.url.rsplit("/", 1)[0] + f"/{name}"
+        url = server.fresh_database(f"t_{abs(hash(request.node.nodeid)) % 10**12}")
     migrate(url)
     yield url
 

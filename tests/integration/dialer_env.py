@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ import pytest
 import pytest_asyncio
 import redis
 from celery import Celery
-from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from callfleet.dialer.campaigns import control
@@ -32,6 +30,7 @@ from callfleet.dialer.db import make_engine, make_sessionmaker, migrate, transac
 from callfleet.dialer.models import CallAttempt, Campaign, CampaignStatus, Tenant, TrunkRecord
 from callfleet.dialer.scheduler import tick
 from callfleet.sip.testing import TestPhone
+from callfleet.workers.supervisor import call_host_command
 from tests.peers.postgres import PostgresServer
 from tests.peers.redis import RedisServer
 
@@ -58,13 +57,7 @@ def dialer_env(
 ) -> Iterator[DialerEnv]:
     """A freshly migrated database on the private PostgreSQL, a flushed private Redis,
     and the environment a call-host worker needs to use them."""
-    name = f"e2e_{abs(hash(request.node.nodeid)) % 10**10}"
-    admin = make_engine(postgres_server.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    db_url = postgres_server.url.rsplit("/", 1)[0] + f"/{name}"
+    db_url = postgres_server.fresh_database(f"e2e_{abs(hash(request.node.nodeid)) % 10**10}")
     migrate(db_url)
     redis.Redis.from_url(redis_server.url).flushall()
     env = {
@@ -90,27 +83,7 @@ class CallWorker:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # closed in stop()
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "callfleet.workers.celery_app",
-                "worker",
-                "-Q",
-                "calls",
-                "-P",
-                "threads",
-                "-c",
-                "4",
-                "-n",
-                f"callhost-{os.getpid()}@test",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--loglevel",
-                "INFO",
-            ],
+            call_host_command(f"callhost-{os.getpid()}-{log_path.stem}@test", 4),
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -233,3 +206,17 @@ async def wait_state(env: DialerEnv, attempt_id: str, wanted: str, timeout_s: fl
                 return
         await asyncio.sleep(0.1)
     raise TimeoutError(f"attempt {attempt_id} never reached {wanted}")
+
+
+async def dial_first_attempt(env: DialerEnv) -> tuple[str, str]:
+    """Queue the (single) due attempt of the running campaign, send it to the call host
+    and wait until the call is answered: returns the attempt id and its owning worker."""
+    with transaction(env.sessions) as s:
+        queued = tick(s, utcnow()).queued
+    assert len(queued) == 1, queued
+    env.send(queued[0])
+    await wait_state(env, queued[0], "answered")
+    with env.sessions() as s:
+        attempt = s.get(CallAttempt, queued[0])
+        assert attempt is not None and attempt.worker_id is not None
+        return attempt.id, attempt.worker_id

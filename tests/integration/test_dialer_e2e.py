@@ -21,6 +21,7 @@ from tests.conftest import PhoneFactory
 from tests.integration.dialer_env import (
     CallWorker,
     DialerEnv,
+    dial_first_attempt,
     run_ticks,
     setup_campaign,
     sip_port,
@@ -152,13 +153,8 @@ async def test_live_call_commands_reach_the_owning_worker(
     worker = worker_factory()
     await worker.ready()
     setup_campaign(dialer_env, phone, "phone\n+12125550101\n")
-    with transaction(dialer_env.sessions) as s:
-        queued = tick(s, utcnow()).queued
-    dialer_env.send(queued[0])
-    await wait_state(dialer_env, queued[0], "answered")
-    with dialer_env.sessions() as s:
-        owner = s.get(CallAttempt, queued[0]).worker_id  # type: ignore[union-attr]
-    assert owner is not None
+    attempt_id, owner = await dial_first_attempt(dialer_env)
+    queued = [attempt_id]
     redis_client = Redis.from_url(dialer_env.redis_url)
     try:
         await send_command(redis_client, owner, CallCommand(queued[0], "dtmf", {"digits": "42"}))
@@ -216,10 +212,8 @@ async def test_sigterm_drains_live_calls_before_exit(
     worker = worker_factory()
     await worker.ready()
     setup_campaign(dialer_env, phone, "phone\n+12125550101\n")
-    with transaction(dialer_env.sessions) as s:
-        queued = tick(s, utcnow()).queued
-    dialer_env.send(queued[0])
-    await wait_state(dialer_env, queued[0], "answered")
+    attempt_id, _ = await dial_first_attempt(dialer_env)
+    queued = [attempt_id]
     worker.proc.send_signal(signal.SIGTERM)  # graceful: the call must finish first
     await asyncio.sleep(1.0)
     assert worker.proc.poll() is None, "the worker exited with a call up"

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from callfleet.demo import WebhookReceiver
 from callfleet.dialer.commands import CallCommand, send_command
-from callfleet.dialer.db import transaction, utcnow
+from callfleet.dialer.db import transaction
 from callfleet.dialer.models import (
     CallAttempt,
     CallEvent,
@@ -26,10 +26,15 @@ from callfleet.dialer.models import (
     WebhookDelivery,
     WebhookSubscription,
 )
-from callfleet.dialer.scheduler import tick
 from callfleet.sip.testing import PhoneScript
 from tests.conftest import PhoneFactory
-from tests.integration.dialer_env import CallWorker, DialerEnv, setup_campaign, wait_state
+from tests.integration.dialer_env import (
+    CallWorker,
+    DialerEnv,
+    dial_first_attempt,
+    setup_campaign,
+    wait_state,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -107,13 +112,8 @@ async def test_live_blind_transfer_command(
     await worker.ready()
     campaign_id = setup_campaign(dialer_env, callee, "phone\n+12125550101\n")
     _subscribe(dialer_env, campaign_id, "http://127.0.0.1:9/unused", "x")
-    with transaction(dialer_env.sessions) as s:
-        queued = tick(s, utcnow()).queued
-    dialer_env.send(queued[0])
-    await wait_state(dialer_env, queued[0], "answered")
-    with dialer_env.sessions() as s:
-        owner = s.get(CallAttempt, queued[0]).worker_id  # type: ignore[union-attr]
-    assert owner is not None
+    attempt_id, owner = await dial_first_attempt(dialer_env)
+    queued = [attempt_id]
     client = Redis.from_url(dialer_env.redis_url)
     try:
         result = await send_command(
@@ -151,13 +151,8 @@ async def test_say_command_speaks_into_the_live_call(
     worker = worker_factory()
     await worker.ready()
     setup_campaign(dialer_env, phone, "phone\n+12125550101\n")
-    with transaction(dialer_env.sessions) as s:
-        queued = tick(s, utcnow()).queued
-    dialer_env.send(queued[0])
-    await wait_state(dialer_env, queued[0], "answered")
-    with dialer_env.sessions() as s:
-        owner = s.get(CallAttempt, queued[0]).worker_id  # type: ignore[union-attr]
-    assert owner is not None
+    attempt_id, owner = await dial_first_attempt(dialer_env)
+    queued = [attempt_id]
     client = Redis.from_url(dialer_env.redis_url)
     try:
         said = await send_command(

@@ -113,6 +113,15 @@ class PostgresServer(PeerProcess):
         """libpq URL of the ``callfleet`` database (for ``psycopg.connect``)."""
         return self._dsn(DATABASE)
 
+    def fresh_database(self, name: str) -> str:
+        """Drop and create database ``name``; returns its SQLAlchemy URL."""
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"database name must be letters, digits and _: {name!r}")
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name}")  # type: ignore[arg-type]
+            conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
+        return f"postgresql+psycopg://{SUPERUSER}@{HOST}:{self.port}/{name}"
+
     def _dsn(self, database: str) -> str:
         return f"postgresql://{SUPERUSER}@{HOST}:{self.port}/{database}"
 
