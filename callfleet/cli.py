@@ -95,25 +95,17 @@ def _scheduler(loglevel: str) -> int:
     schedule = os.environ.get(
         "CALLFLEET_BEAT_SCHEDULE", os.path.join(tempfile.gettempdir(), "callfleet-beat")
     )
-    argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "callfleet.workers.celery_app",
-        "worker",
-        "-Q",
+    from callfleet.workers.supervisor import celery_worker_command
+
+    argv = celery_worker_command(
         "scheduling,webhooks",
+        "scheduler@%h",
         "-B",
         "-s",
         schedule,
-        "-c",
-        "2",
-        "-n",
-        "scheduler@%h",
-        "--loglevel",
-        loglevel,
-    ]
+        concurrency=2,
+        loglevel=loglevel,
+    )
     os.execv(sys.executable, argv)
 
 

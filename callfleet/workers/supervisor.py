@@ -25,9 +25,10 @@ log = logging.getLogger(__name__)
 RESTART_BACKOFF_S = 2.0
 
 
-def call_host_command(name: str, concurrency: int, loglevel: str = "INFO") -> list[str]:
-    """The command line of one call-host process: a Celery worker on the calls queue
-    with a threads pool as wide as the process's call capacity."""
+def celery_worker_command(
+    queues: str, name: str, *extra: str, concurrency: int, loglevel: str = "INFO"
+) -> list[str]:
+    """A Celery worker of callfleet's app on ``queues`` (comma-separated)."""
     return [
         sys.executable,
         "-m",
@@ -36,18 +37,30 @@ def call_host_command(name: str, concurrency: int, loglevel: str = "INFO") -> li
         "callfleet.workers.celery_app",
         "worker",
         "-Q",
-        "calls",
-        "-P",
-        "threads",
+        queues,
         "-c",
         str(concurrency),
         "-n",
         name,
-        "--without-gossip",
-        "--without-mingle",
+        *extra,
         "--loglevel",
         loglevel,
     ]
+
+
+def call_host_command(name: str, concurrency: int, loglevel: str = "INFO") -> list[str]:
+    """The command line of one call-host process: a Celery worker on the calls queue
+    with a threads pool as wide as the process's call capacity."""
+    return celery_worker_command(
+        "calls",
+        name,
+        "-P",
+        "threads",
+        "--without-gossip",
+        "--without-mingle",
+        concurrency=concurrency,
+        loglevel=loglevel,
+    )
 
 
 def probe_capacity() -> int:
