@@ -8,13 +8,14 @@ enqueue after commit (a task must never run before the row it points at exists).
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from callfleet.dialer import state
@@ -41,6 +42,10 @@ from callfleet.dialer.windows import (
 )
 from callfleet.sip.status import EndReason
 
+#: How far ahead of its pacing a campaign's attempts are queued (s): enough to keep the
+#: call hosts busy between ticks, little enough that a pause or a closing calling window
+#: takes effect within seconds (each attempt is checked again when it is claimed).
+QUEUE_AHEAD_S = 5.0
 #: Attempts whose worker stopped renewing the lease are failed with this end reason.
 WORKER_LOST = "worker_lost"
 #: Outcomes that mean a person (or machine) picked up: the attempt ends COMPLETED.
@@ -91,6 +96,18 @@ def schedule_campaign(
     if campaign.status != CampaignStatus.RUNNING:
         return result
     schedule = schedule_of(campaign)
+    in_flight = session.scalar(
+        select(func.count())
+        .select_from(CallAttempt)
+        .where(
+            CallAttempt.campaign_id == campaign.id,
+            CallAttempt.state.in_([AttemptState.QUEUED, *state.LIVE_STATES]),
+        )
+    )
+    budget = math.ceil(campaign.max_cps * QUEUE_AHEAD_S) + campaign.max_concurrent
+    limit = min(limit, budget - int(in_flight or 0))
+    if limit <= 0:
+        return result
     due = session.scalars(
         select(Contact)
         .where(
@@ -245,16 +262,29 @@ def reconcile(session: Session, now: datetime, rng: random.Random | None = None)
     the reason, then the retry policy decides — never a blind redial of the same
     attempt. Returns the attempts it resolved."""
     resolved = []
+    reason = f"{WORKER_LOST}: the call's worker stopped renewing its lease"
     for attempt_id in state.expired_attempts(session, now):
         if record_outcome(
-            session,
-            attempt_id,
-            EndReason.FAILED.value,
-            now,
-            sip_reason=f"{WORKER_LOST}: the call's worker stopped renewing its lease",
-            rng=rng,
+            session, attempt_id, EndReason.FAILED.value, now, sip_reason=reason, rng=rng
         ):
             resolved.append(attempt_id)
+            attempt = session.get(CallAttempt, attempt_id)
+            assert attempt is not None
+            data = {
+                "attempt_id": attempt_id,
+                "campaign_id": attempt.campaign_id,
+                "contact_id": attempt.contact_id,
+                "outcome": EndReason.FAILED.value,
+                "sip_reason": reason,
+            }
+            enqueue_webhook(
+                session,
+                attempt.tenant_id,
+                "call.completed",
+                f"call.completed:{attempt_id}",
+                data,
+                now,
+            )
     return resolved
 
 
@@ -282,17 +312,96 @@ def complete_if_done(session: Session, campaign: Campaign, now: datetime) -> boo
     return bool(res.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def stale_queued(session: Session, now: datetime, older_than_s: float = 300.0) -> list[str]:
+def stale_queued(
+    session: Session, now: datetime, older_than_s: float = 300.0, limit: int = 500
+) -> list[str]:
     """Attempts queued long ago and never claimed (their task was lost or gave up on
-    pacing): enqueue them again. Safe, because only a claim can lead to a dial."""
+    pacing), to enqueue again. Each is taken by moving its ``due_at`` to now (compare-
+    and-set), so it is re-enqueued once per ``older_than_s``, not on every tick. Safe:
+    only a claim can lead to a dial."""
     cutoff = now - timedelta(seconds=older_than_s)
-    return list(
+    candidates = list(
         session.scalars(
-            select(CallAttempt.id).where(
-                CallAttempt.state == AttemptState.QUEUED, CallAttempt.due_at < cutoff
-            )
+            select(CallAttempt.id)
+            .where(CallAttempt.state == AttemptState.QUEUED, CallAttempt.due_at < cutoff)
+            .limit(limit)
         )
     )
+    if not candidates:
+        return []
+    res = session.execute(
+        update(CallAttempt)
+        .where(
+            CallAttempt.id.in_(candidates),
+            CallAttempt.state == AttemptState.QUEUED,
+            CallAttempt.due_at < cutoff,
+        )
+        .values(due_at=now)
+        .returning(CallAttempt.id)
+        .execution_options(synchronize_session=False)
+    )
+    return list(res.scalars())
+
+
+def claim_for_dial(
+    session: Session, attempt_id: str, worker_id: str, lease_s: float, now: datetime
+) -> str:
+    """Claim a queued attempt for dialling, after checking again everything that may
+    have changed since it was queued. Returns "claimed" (dial it), "taken" (another
+    worker has it, or it is no longer queued: do nothing) or "withdrawn: <reason>" (not
+    dialled, not counted as an attempt; its contact waits for the scheduler again)."""
+    attempt = session.get(CallAttempt, attempt_id)
+    if attempt is None or attempt.state != AttemptState.QUEUED:
+        return "taken"
+    reason = _why_not_now(session, attempt, now)
+    if reason is not None:
+        withdraw(session, attempt_id, reason, now)
+        return f"withdrawn: {reason}"
+    return "claimed" if state.claim(session, attempt_id, worker_id, lease_s, now) else "taken"
+
+
+def _why_not_now(session: Session, attempt: CallAttempt, now: datetime) -> str | None:
+    if attempt.contact_id is None or attempt.campaign_id is None:
+        return None
+    campaign = session.get(Campaign, attempt.campaign_id)
+    contact = session.get(Contact, attempt.contact_id)
+    if campaign is None or contact is None:
+        return "its campaign or contact is gone"
+    if campaign.status != CampaignStatus.RUNNING:
+        return f"campaign is {campaign.status}"
+    if _dnc_reasons(session, campaign.tenant_id, [contact.phone_e164]):
+        return "on the do-not-call list"
+    if next_call_time(now, _contact_zones(contact), schedule_of(campaign)) != now:
+        return "outside the contact's calling window"
+    return None
+
+
+def withdraw(session: Session, attempt_id: str, reason: str, now: datetime) -> bool:
+    """End an attempt that was never dialled (queued, or claimed but refused before its
+    INVITE): failed with end reason "withdrawn", not counted against the contact, whose
+    next attempt the scheduler decides again (a do-not-call number is suppressed)."""
+    if not state.transition(
+        session,
+        attempt_id,
+        AttemptState.FAILED,
+        end_reason="withdrawn",
+        sip_reason=reason,
+        ended_at=now,
+    ):
+        return False
+    attempt = session.get(CallAttempt, attempt_id)
+    contact = session.get(Contact, attempt.contact_id) if attempt and attempt.contact_id else None
+    if contact is not None and contact.status == ContactStatus.IN_PROGRESS:
+        if reason == "on the do-not-call list":
+            contact.status = ContactStatus.SUPPRESSED
+            contact.suppressed_reason = reason
+        else:
+            contact.status = ContactStatus.PENDING
+            contact.next_attempt_at = None
+    session.add(
+        CallEvent(attempt_id=attempt_id, at=now, type="attempt.withdrawn", data={"reason": reason})
+    )
+    return True
 
 
 @dataclass

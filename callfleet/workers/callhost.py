@@ -15,6 +15,7 @@ import functools
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -37,18 +38,22 @@ from callfleet.dialer.models import (
     TrunkRecord,
 )
 from callfleet.dialer.pacing import Lease, LeasedSemaphore, TokenBucket
-from callfleet.dialer.scheduler import record_outcome
+from callfleet.dialer.scheduler import claim_for_dial, record_outcome, withdraw
 from callfleet.dialer.webhooks import enqueue as enqueue_webhook
 from callfleet.settings import Settings
 from callfleet.sip.call import Call
 from callfleet.sip.config import EndpointConfig, Transport, TransportSpec, Trunk
 from callfleet.sip.endpoint import IncomingCall, SipEndpoint
-from callfleet.sip.errors import SipError
+from callfleet.sip.errors import CapacityError, SipError
 from callfleet.sip.status import CallState
 from callfleet.workers.agent import MinimalAgentConfig, run_minimal_agent
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+#: Attempts at storing an outcome before giving up (with backoff between them).
+FINISH_RETRIES = 4
 
 
 class PacingTimeout(Exception):
@@ -159,11 +164,17 @@ class CallHost:
         if plan is None:
             log.info("attempt %s is not queued: nothing to do (redelivered task?)", attempt_id)
             return "skipped"
+        assert self.endpoint is not None
+        if self.endpoint.active_calls >= self.endpoint.capacity:
+            raise PacingTimeout("this call host is full")  # retried later, nothing dialled
         leases = await self._acquire_pacing(plan)
         try:
             worker, lease_s = self.settings.worker_id, self.settings.call_lease_s
-            if not await self._db(lambda s: state.claim(s, attempt_id, worker, lease_s)):
-                log.info("attempt %s was claimed by another worker: not dialling", attempt_id)
+            verdict = await self._db(
+                lambda s: claim_for_dial(s, attempt_id, worker, lease_s, utcnow())
+            )
+            if verdict != "claimed":
+                log.info("attempt %s not dialled: %s", attempt_id, verdict)
                 return "skipped"
             return await self._call(plan, leases)
         finally:
@@ -195,10 +206,13 @@ class CallHost:
             buckets.append(
                 TokenBucket(self.redis, f"cf:cps:trunk:{plan.trunk.name}", plan.trunk_cps, 1)
             )
+        # One holder per task, not per attempt: a duplicate task of the same attempt must
+        # never release the slot the dialling one holds.
+        holder = f"{plan.attempt_id}:{uuid.uuid4().hex[:8]}"
         held: list[tuple[LeasedSemaphore, Lease]] = []
         try:
             for sem in semaphores:
-                while (lease := await sem.acquire(plan.attempt_id)) is None:
+                while (lease := await sem.acquire(holder)) is None:
                     if time.monotonic() > deadline:
                         raise PacingTimeout(f"no concurrency slot in {sem.key}")
                     await asyncio.sleep(0.05)
@@ -225,27 +239,17 @@ class CallHost:
                 call_id=plan.attempt_id,
                 ring_timeout_s=self.settings.ring_timeout_s,
             )
+        except CapacityError as e:
+            # Claimed but no INVITE went out: give the attempt back, uncounted.
+            reason = f"call host full: {e}"
+            log.warning("attempt %s withdrawn: %s", plan.attempt_id, reason)
+            await self._db(lambda s: withdraw(s, plan.attempt_id, reason, utcnow()))
+            return "withdrawn"
         except (SipError, ValueError) as e:
             log.error("attempt %s could not be dialled: %s", plan.attempt_id, e)
             await self._finish(plan, "failed", {"sip_reason": f"not dialled: {e}"}, None)
             return "failed"
-        self._live[plan.attempt_id] = (call, plan.tenant_id)
-        call.on("ended", lambda _reason: self._live.pop(plan.attempt_id, None))
-        states: asyncio.Queue[CallState] = asyncio.Queue()
-        call.on("state", states.put_nowait)
-        writer = asyncio.ensure_future(self._write_states(plan.attempt_id, states))
-        keeper = asyncio.ensure_future(self._keep_leases(call, plan, leases))
-        try:
-            if await call.wait_answered():
-                ring_s = time.monotonic() - started
-                await run_minimal_agent(call, plan.agent)
-            else:
-                ring_s = None
-            await call.wait_ended(30)
-        finally:
-            keeper.cancel()
-            await states.put(CallState.ENDED)
-            await writer
+        ring_s = await self._converse(call, plan, leases, started)
         outcome = call.end_reason.value if call.end_reason else "failed"
         result = {
             "ring_s": round(ring_s, 3) if ring_s is not None else None,
@@ -254,6 +258,37 @@ class CallHost:
         }
         await self._finish(plan, outcome, result, call)
         return outcome
+
+    async def _converse(
+        self,
+        call: Call,
+        plan: AttemptPlan,
+        leases: list[tuple[LeasedSemaphore, Lease]],
+        started: float,
+    ) -> float | None:
+        """Follow a dialled call to its end, keeping its state and leases in step; an
+        error on our side hangs up rather than leaving the call (or its outcome) behind.
+        Returns the ring time when it was answered."""
+        self._live[plan.attempt_id] = (call, plan.tenant_id)
+        call.on("ended", lambda _reason: self._live.pop(plan.attempt_id, None))
+        states: asyncio.Queue[CallState] = asyncio.Queue()
+        call.on("state", states.put_nowait)
+        writer = asyncio.ensure_future(self._write_states(plan.attempt_id, states))
+        keeper = asyncio.ensure_future(self._keep_leases(call, plan, leases))
+        ring_s = None
+        try:
+            if await call.wait_answered():
+                ring_s = time.monotonic() - started
+                await run_minimal_agent(call, plan.agent)
+            await call.wait_ended(30)
+        except Exception:
+            log.exception("call %s: the agent failed; hanging up", plan.attempt_id)
+            await call.hangup()
+        finally:
+            keeper.cancel()
+            await states.put(CallState.ENDED)
+            await writer
+        return ring_s
 
     # -- live-call commands ---------------------------------------------------------------
 
@@ -332,17 +367,12 @@ class CallHost:
             return
         attempt_id, tenant_id, agent = route
         call = incoming.call
-        self._live[attempt_id] = (call, tenant_id)
-        call.on("ended", lambda _reason: self._live.pop(attempt_id, None))
         data = {"attempt_id": attempt_id, "from": incoming.caller, "to": callee}
         await self._db(
             lambda s: enqueue_webhook(
                 s, tenant_id, "call.inbound", f"call.inbound:{attempt_id}", data, utcnow()
             )
         )
-        await call.answer()
-        await run_minimal_agent(call, agent)
-        await call.wait_ended(30)
         plan = AttemptPlan(
             attempt_id=attempt_id,
             tenant_id=tenant_id,
@@ -352,7 +382,10 @@ class CallHost:
             trunk=None,
             campaign_cps=0,
             campaign_concurrency=0,
+            agent=agent,
         )
+        await call.answer()
+        await self._converse(call, plan, [], time.monotonic())
         outcome = call.end_reason.value if call.end_reason else "failed"
         await self._finish(plan, outcome, {"talk_s": round(call.duration_s, 3)}, call)
 
@@ -378,13 +411,23 @@ class CallHost:
     async def _keep_leases(
         self, call: Call, plan: AttemptPlan, leases: list[tuple[LeasedSemaphore, Lease]]
     ) -> None:
+        """Renew the attempt's claim and its pacing slots while the call lives. A failed
+        renewal is logged and tried again next round; a claim another actor took (the
+        reconciler decided this worker was dead) hangs up."""
         interval = self.settings.call_lease_s / 3
         worker, lease_s = self.settings.worker_id, self.settings.call_lease_s
         while True:
             await asyncio.sleep(interval)
-            ok = await self._db(lambda s: state.renew_lease(s, plan.attempt_id, worker, lease_s))
-            for sem, lease in leases:
-                await sem.renew(lease)
+            try:
+                ok = await self._db(
+                    lambda s: state.renew_lease(s, plan.attempt_id, worker, lease_s)
+                )
+                for sem, lease in leases:
+                    if not await sem.renew(lease):
+                        log.warning("call %s lost its slot in %s", plan.attempt_id, sem.key)
+            except Exception:
+                log.exception("call %s: lease renewal failed; retrying", plan.attempt_id)
+                continue
             if not ok and not call.is_ended:
                 log.error("attempt %s lost its lease: hanging up", plan.attempt_id)
                 await call.hangup()

@@ -96,7 +96,7 @@ async def test_duplicate_task_delivery_dials_once(
     assert len(phone.find("incoming")) == 1
     assert (
         worker.log_text().count("not queued: nothing to do")
-        + worker.log_text().count("claimed by another worker")
+        + worker.log_text().count("not dialled: taken")
         == 2
     )
 

@@ -220,3 +220,80 @@ def test_number_put_on_dnc_after_import_is_not_called(
         london = s.scalars(select(Contact).where(Contact.phone_e164 == "+442079460958")).one()
     assert london.status == ContactStatus.SUPPRESSED
     assert london.suppressed_reason == "on the do-not-call list (called the office)"
+
+
+def test_claim_checks_again_at_dial_time(
+    sessions: sessionmaker[Session], campaign: Campaign
+) -> None:
+    from callfleet.dialer.models import DncEntry
+    from callfleet.dialer.scheduler import claim_for_dial
+
+    _start(sessions, campaign)
+    attempts = _schedule(sessions, campaign.id, MONDAY_1400)
+    by_phone = {p: a for a in attempts for p in _phones(sessions, [a])}
+    with sessions() as s, s.begin():
+        s.add(DncEntry(tenant_id=campaign.tenant_id, phone_e164="+442079460958", reason=""))
+    with sessions() as s, s.begin():
+        # London went on the do-not-call list after it was queued.
+        assert claim_for_dial(s, by_phone["+442079460958"], "w1", 30, MONDAY_1400) == (
+            "withdrawn: on the do-not-call list"
+        )
+        # Kolkata's window (08:00-21:00 IST) closes at 15:30 UTC: the task came late.
+        late = MONDAY_1400 + timedelta(hours=2)
+        assert claim_for_dial(s, by_phone["+919876543210"], "w1", 30, late) == (
+            "withdrawn: outside the contact's calling window"
+        )
+        control(s, campaign.id, "pause", MONDAY_1400)
+        assert claim_for_dial(s, by_phone["+12125550101"], "w1", 30, MONDAY_1400) == (
+            "withdrawn: campaign is paused"
+        )
+        assert claim_for_dial(s, by_phone["+12125550101"], "w1", 30, MONDAY_1400) == "taken"
+    with sessions() as s:
+        contacts = {c.phone_e164: c for c in s.scalars(select(Contact))}
+        attempt = s.get(CallAttempt, by_phone["+12125550101"])
+    assert contacts["+442079460958"].status == ContactStatus.SUPPRESSED
+    assert (contacts["+919876543210"].status, contacts["+919876543210"].attempts_made) == (
+        "pending",
+        0,  # not counted: it was never dialled
+    )
+    assert contacts["+12125550101"].status == ContactStatus.PENDING
+    assert attempt is not None and (attempt.state, attempt.end_reason) == ("failed", "withdrawn")
+
+
+def test_queue_ahead_budget_and_stale_requeue(
+    sessions: sessionmaker[Session], campaign: Campaign
+) -> None:
+    from callfleet.dialer.scheduler import stale_queued
+
+    numbers = "phone\n" + "".join(f"+1212555{n:04d}\n" for n in range(1000, 1020))
+    with sessions() as s, s.begin():
+        camp = s.get(Campaign, campaign.id)
+        assert camp is not None
+        camp.max_cps, camp.max_concurrent = 1.0, 1
+        import_contacts(s, camp, csv_rows(numbers))
+        control(s, campaign.id, "start", MONDAY_1400)
+    first = _schedule(sessions, campaign.id, MONDAY_1400)
+    assert len(first) == 6  # 5 s of pacing at 1 call/s, plus 1 concurrent call
+    assert _schedule(sessions, campaign.id, MONDAY_1400) == []  # nothing until they drain
+    with sessions() as s, s.begin():
+        later = MONDAY_1400 + timedelta(seconds=301)
+        assert sorted(stale_queued(s, later)) == sorted(first)
+        assert stale_queued(s, later) == []  # once per period, not on every tick
+
+
+def test_reconciled_attempts_are_reported_by_webhook(
+    sessions: sessionmaker[Session], campaign: Campaign
+) -> None:
+    from callfleet.dialer.models import WebhookDelivery, WebhookSubscription
+
+    _start(sessions, campaign)
+    with sessions() as s, s.begin():
+        s.add(WebhookSubscription(tenant_id=campaign.tenant_id, url="http://x", secret="k"))
+    attempts = _schedule(sessions, campaign.id, MONDAY_1400)
+    with sessions() as s, s.begin():
+        state.claim(s, attempts[0], "dead", lease_s=10, now=MONDAY_1400)
+        assert reconcile(s, MONDAY_1400 + timedelta(seconds=11)) == [attempts[0]]
+    with sessions() as s:
+        delivery = s.scalars(select(WebhookDelivery)).one()
+    assert delivery.event_type == "call.completed"
+    assert delivery.payload["data"]["sip_reason"].startswith("worker_lost")
