@@ -109,7 +109,7 @@ class CallHost:
         self.endpoint.on_incoming(self._on_incoming)
         self.redis = Redis.from_url(s.redis_url)
         pubsub = self.redis.pubsub()
-        await pubsub.subscribe(channel_of(s.worker_id))
+        await pubsub.subscribe(channel_of(s.worker_id))  # fails here when Redis is down
         self._listener_task = asyncio.ensure_future(self._listen(pubsub))
         log.info(
             "call host %s up on SIP port %d, capacity %d",
@@ -293,17 +293,30 @@ class CallHost:
     # -- live-call commands ---------------------------------------------------------------
 
     async def _listen(self, pubsub: Any) -> None:
-        async for message in pubsub.listen():
-            if message.get("type") != "message":
-                continue
+        """Run live-call commands as they arrive. When Redis drops the connection, log it
+        and read again from the same subscription: redis-py reconnects and subscribes it
+        again by itself (a second subscription would take half the commands and leave
+        them unanswered)."""
+        while True:
             try:
-                command = CallCommand.parse(message["data"])
-            except ValueError as e:
-                log.error("ignoring a malformed call command: %s", e)
-                continue
-            task = asyncio.ensure_future(self._execute(command))
-            self._inbound_tasks.add(task)
-            task.add_done_callback(self._inbound_tasks.discard)
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self._dispatch(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("call command channel lost; listening again in 0.5 s")
+                await asyncio.sleep(0.5)
+
+    def _dispatch(self, data: bytes) -> None:
+        try:
+            command = CallCommand.parse(data)
+        except ValueError as e:
+            log.error("ignoring a malformed call command: %s", e)
+            return
+        task = asyncio.ensure_future(self._execute(command))
+        self._inbound_tasks.add(task)
+        task.add_done_callback(self._inbound_tasks.discard)
 
     async def _execute(self, command: CallCommand) -> None:
         assert self.redis is not None
@@ -542,7 +555,11 @@ def get_host(settings: Settings) -> CallHost:
     with _host_lock:
         if _host is None:
             host = CallHost(settings)
-            host.start()
+            try:
+                host.start()
+            except BaseException:
+                host.stop(drain_timeout_s=0)  # release PJSIP: one endpoint per process
+                raise
             _host = host
         return _host
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from functools import lru_cache
 from typing import Any
 
@@ -72,7 +73,13 @@ def _start_call_host(sender: Any = None, **_: Any) -> None:
     # inbound calls before its first outbound task arrives.
     consuming = set(app.amqp.queues.consume_from or {})
     if CALLS in consuming:
-        get_host(get_settings())
+        try:
+            get_host(get_settings())
+        except Exception:
+            # A call host without SIP or Redis would fail every task it takes: exit, so
+            # the supervisor starts a fresh process.
+            log.critical("call host could not start; exiting", exc_info=True)
+            os._exit(1)
 
 
 @worker_shutdown.connect

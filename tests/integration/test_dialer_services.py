@@ -170,3 +170,35 @@ async def test_say_command_speaks_into_the_live_call(
     frames = samples[: len(samples) // 160 * 160].reshape(-1, 160)
     loud = [rms_dbfs(np.ascontiguousarray(f)) > -40 for f in frames]
     assert sum(loud) > 30, "the callee heard no speech"  # > 0.6 s of voice
+
+
+async def test_command_channel_survives_a_dropped_redis_connection(
+    dialer_env: DialerEnv, worker_factory: Callable[[], CallWorker]
+) -> None:
+    from callfleet.dialer.commands import CommandFailed
+
+    worker = worker_factory()
+    await worker.ready()
+    worker_id = next(
+        line.split("call host ", 1)[1].split(" ", 1)[0]
+        for line in worker.log_text().splitlines()
+        if "up on SIP port" in line
+    )
+    client = Redis.from_url(dialer_env.redis_url)
+    try:
+        with pytest.raises(CommandFailed, match="no live call att_x"):
+            await send_command(client, worker_id, CallCommand("att_x", "hangup"))
+        killed = await client.client_kill_filter(_type="pubsub")
+        assert killed >= 1
+        deadline = time.monotonic() + 10
+        while True:  # the host subscribes again within a couple of seconds
+            try:
+                await send_command(client, worker_id, CallCommand("att_x", "hangup"), timeout_s=2)
+            except CommandFailed as e:
+                if "no live call" in str(e):
+                    break
+                assert time.monotonic() < deadline, str(e)
+            await asyncio.sleep(0.5)
+    finally:
+        await client.aclose()
+    assert "call command channel lost" in worker.log_text()
