@@ -135,10 +135,7 @@ def import_contacts(
     existing = set(
         session.scalars(select(Contact.phone_e164).where(Contact.campaign_id == campaign.id))
     )
-    dnc_rows = session.execute(
-        select(DncEntry.phone_e164, DncEntry.reason).where(DncEntry.tenant_id == campaign.tenant_id)
-    )
-    dnc = {phone: reason for phone, reason in dnc_rows}
+    dnc = dnc_reasons(session, campaign.tenant_id)
     first_row: dict[str, int] = {}
     batch: list[dict[str, Any]] = []
     now = utcnow()
@@ -182,6 +179,18 @@ def import_contacts(
     if batch:
         session.execute(insert(Contact), batch)
     return report
+
+
+def dnc_reasons(
+    session: Session, tenant_id: str, phones: list[str] | None = None
+) -> dict[str, str]:
+    """The tenant's do-not-call numbers (only those in ``phones`` when given) and why."""
+    query = select(DncEntry.phone_e164, DncEntry.reason).where(DncEntry.tenant_id == tenant_id)
+    if phones is not None:
+        if not phones:
+            return {}
+        query = query.where(DncEntry.phone_e164.in_(phones))
+    return {phone: reason for phone, reason in session.execute(query)}
 
 
 def dnc_reason(reason: str) -> str:

@@ -19,7 +19,7 @@ from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from callfleet.dialer import state
-from callfleet.dialer.contacts import dnc_reason
+from callfleet.dialer.contacts import dnc_reason, dnc_reasons
 from callfleet.dialer.db import new_id
 from callfleet.dialer.models import (
     AttemptState,
@@ -30,7 +30,6 @@ from callfleet.dialer.models import (
     CampaignStatus,
     Contact,
     ContactStatus,
-    DncEntry,
 )
 from callfleet.dialer.retry import ANSWERED, RetryPolicy, next_attempt
 from callfleet.dialer.webhooks import enqueue as enqueue_webhook
@@ -120,7 +119,7 @@ def schedule_campaign(
     ).all()
     # The do-not-call list is checked again at dial time: a number added after the
     # import must not be called.
-    blocked = _dnc_reasons(session, campaign.tenant_id, [c.phone_e164 for c in due])
+    blocked = dnc_reasons(session, campaign.tenant_id, [c.phone_e164 for c in due])
     # Contacts in the same zone(s) share the answer for this ``now``: compute it once.
     next_time: dict[tuple[str, ...], datetime | None] = {}
     callable_now: list[Contact] = []
@@ -166,17 +165,6 @@ def schedule_campaign(
         session.execute(insert(CallAttempt), rows)
     result.attempts = [str(row["id"]) for row in rows]
     return result
-
-
-def _dnc_reasons(session: Session, tenant_id: str, phones: list[str]) -> dict[str, str]:
-    if not phones:
-        return {}
-    rows = session.execute(
-        select(DncEntry.phone_e164, DncEntry.reason).where(
-            DncEntry.tenant_id == tenant_id, DncEntry.phone_e164.in_(phones)
-        )
-    )
-    return {phone: reason for phone, reason in rows}
 
 
 def _take(session: Session, contact_ids: list[str]) -> set[str]:
@@ -369,7 +357,7 @@ def _why_not_now(session: Session, attempt: CallAttempt, now: datetime) -> str |
         return "its campaign or contact is gone"
     if campaign.status != CampaignStatus.RUNNING:
         return f"campaign is {campaign.status}"
-    if _dnc_reasons(session, campaign.tenant_id, [contact.phone_e164]):
+    if dnc_reasons(session, campaign.tenant_id, [contact.phone_e164]):
         return "on the do-not-call list"
     if next_call_time(now, _contact_zones(contact), schedule_of(campaign)) != now:
         return "outside the contact's calling window"

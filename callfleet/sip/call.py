@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pjsua2 as pj
 
-from callfleet.media.frame import FRAME_MS, PCM16, AudioFrame
+from callfleet.media.frame import PCM16, AudioFrame, samples_per_frame
 from callfleet.sip.dtmf import PAUSE, PAUSE_MS, DtmfEvent, DtmfMethod, parse_dtmf_string
 from callfleet.sip.engine import pj_error
 from callfleet.sip.errors import CallStateError, SipError, TransferError
@@ -41,6 +41,9 @@ _PJ_DTMF_METHOD = {
     DtmfMethod.SIP_INFO: pj.PJSUA_DTMF_METHOD_SIP_INFO,
 }
 _DTMF_METHOD_FROM_PJ = {v: k for k, v in _PJ_DTMF_METHOD.items()}
+#: Frame flags, shared by every frame (built once, not 50 times a second per call).
+_EARLY_FLAGS = frozenset({"early"})
+_ANSWERED_FLAGS: frozenset[str] = frozenset()
 #: Locally generated reasons PJSIP uses when the far end never answered the INVITE.
 _LOCAL_FAILURES = ("Request Timeout", "Service Unavailable", "Transport")
 
@@ -238,13 +241,13 @@ class Call(EventEmitter):
 
     def _on_frame(self, data: bytes, sent: PCM16 | None, captured_at: float) -> None:
         rate = self.audio_out.sample_rate if self.audio_out else 8000
-        frame_samples = rate * FRAME_MS // 1000
+        frame_samples = samples_per_frame(rate)
         if len(data) == 2 * frame_samples:
             # Read-only view of the copy the clock thread made: no second copy.
             samples: PCM16 = np.frombuffer(data, np.int16)
         else:  # the tick carried no audio (hold, no RTP yet): keep the timeline whole
             samples = np.zeros(frame_samples, np.int16)
-        flags = frozenset() if self.answered_at else frozenset({"early"})
+        flags = _ANSWERED_FLAGS if self.answered_at else _EARLY_FLAGS
         frame = AudioFrame(samples, rate, self._frames * len(samples) / rate, flags, captured_at)
         self._frames += 1
         self.audio_in.put(frame)

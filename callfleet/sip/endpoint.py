@@ -35,7 +35,7 @@ from callfleet.sip.errors import CapacityError, SipError
 from callfleet.sip.media_port import CallMediaPort
 from callfleet.sip.message import SipMessageHead, display_name, is_valid_header, uri_user
 from callfleet.sip.pjcall import PjAccount, PjCall
-from callfleet.sip.uri import SipUri, target_uri
+from callfleet.sip.uri import SipUri, normalise_number, target_uri
 
 log = logging.getLogger(__name__)
 
@@ -345,8 +345,6 @@ class SipEndpoint:
         if caller.startswith(("sip:", "sips:", '"', "<")):
             SipUri.parse(caller)
             return caller
-        from callfleet.sip.uri import normalise_number
-
         number = normalise_number(caller)
         host = trunk.host if trunk else "localhost"
         name = trunk.caller_name if trunk and trunk.caller_name else None

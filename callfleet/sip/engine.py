@@ -116,13 +116,6 @@ class PjEngine:
         self._relay: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._relay_scheduled = False
 
-    @property
-    def thread_ident(self) -> int | None:
-        return self._thread.ident if self._thread else None
-
-    def on_thread(self) -> bool:
-        return threading.get_ident() == self.thread_ident
-
     def start(
         self,
         loop: asyncio.AbstractEventLoop,
@@ -207,11 +200,6 @@ class PjEngine:
                 self._waker.sendto(WAKE_DATAGRAM, self._wake_address)
             except OSError:
                 log.warning("could not wake the PJSIP thread; it wakes within %d ms", self._poll_ms)
-
-    def handle_events(self, ms: int) -> None:
-        """Poll PJSIP from a job (used while tearing down)."""
-        assert self.ep is not None
-        self.ep.libHandleEvents(ms)
 
     def post(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the engine thread; errors are logged."""

@@ -127,12 +127,6 @@ class AudioInput:
             self._waiter = None
         return self._frames.popleft()
 
-    def drain(self) -> list[AudioFrame]:
-        """Everything queued now, without waiting."""
-        frames = list(self._frames)
-        self._frames.clear()
-        return frames
-
 
 class AudioOutput:
     """What we say: frames are queued and played out paced by the media clock.

@@ -47,9 +47,8 @@ _BY_CODE: dict[int, EndReason] = {
 def end_reason_for(code: int, *, answered: bool) -> EndReason:
     """End reason of a call whose final SIP status was ``code``.
 
-    PJSIP reports a transaction timeout towards an unreachable trunk as 408 with the
-    reason "Request Timeout" generated locally; the caller distinguishes that case (it
-    is congestion, not a callee who did not answer) via ``local_timeout``-aware code.
+    A 408 that PJSIP generated itself (the far end never answered the INVITE) is
+    congestion, not a callee who did not answer: ``Call`` tells the two apart.
     """
     if answered:
         return EndReason.COMPLETED

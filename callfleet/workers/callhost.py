@@ -30,6 +30,7 @@ from callfleet.dialer import state
 from callfleet.dialer.commands import CallCommand, channel_of, reply
 from callfleet.dialer.db import make_engine, make_sessionmaker, transaction, utcnow
 from callfleet.dialer.models import (
+    AgentConfig,
     AttemptState,
     CallAttempt,
     CallEvent,
@@ -493,8 +494,6 @@ def route_inbound(
 ) -> tuple[str, str, MinimalAgentConfig] | None:
     """The agent config answering ``callee``, and a new answered inbound attempt for
     it (claimed by this worker); ``None`` when no agent has that number."""
-    from callfleet.dialer.models import AgentConfig
-
     for agent in session.scalars(select(AgentConfig)):
         if callee in (agent.inbound_numbers or []):
             now = utcnow()
@@ -537,8 +536,6 @@ def load_plan(session: Session, attempt_id: str) -> AttemptPlan | None:
             plan.trunk = Trunk(name=record.id, **record.config)
             plan.trunk_cps, plan.trunk_concurrency = record.max_cps, record.max_concurrent
     if campaign.agent_config_id is not None:
-        from callfleet.dialer.models import AgentConfig
-
         agent = session.get(AgentConfig, campaign.agent_config_id)
         if agent is not None:
             plan.agent = MinimalAgentConfig.from_definition(agent.definition)
