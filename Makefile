@@ -9,6 +9,8 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e '.[dev]'
+	# The Silero VAD model, without the torch its wheel asks for (see pyproject.toml).
+	$(PIP) install -q --no-deps 'silero-vad==6.2.3'
 	touch $@
 
 venv: $(VENV)/.installed
