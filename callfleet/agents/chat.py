@@ -67,7 +67,9 @@ class ChatContext:
     def empty(cls) -> ChatContext:
         return cls()
 
-    def add_message(self, *, role: ChatRole, content: str, interrupted: bool = False) -> ChatMessage:
+    def add_message(
+        self, *, role: ChatRole, content: str, interrupted: bool = False
+    ) -> ChatMessage:
         message = ChatMessage(role=role, content=content, interrupted=interrupted)
         self.items.append(message)
         return message

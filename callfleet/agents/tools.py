@@ -41,7 +41,7 @@ class RunContext(Generic[UserdataT]):
 
     @property
     def userdata(self) -> UserdataT:
-        return self.session.userdata  # type: ignore[no-any-return]
+        return self.session.userdata  # type: ignore[return-value]
 
     @property
     def call_id(self) -> str:
@@ -108,7 +108,7 @@ class FunctionTool:
         return FunctionTool(
             self.name,
             self.description,
-            self.fn.__get__(instance),  # type: ignore[attr-defined]
+            self.fn.__get__(instance),
             self.parameters,
             self._model,
             self._context_param,
@@ -149,7 +149,8 @@ def _is_context(hint: Any) -> bool:
     return any(_is_context(arg) for arg in get_args(hint)) if get_origin(hint) else False
 
 
-def build_tool(fn: Callable[..., Any], *, name: str | None = None, description: str | None = None
+def build_tool(
+    fn: Callable[..., Any], *, name: str | None = None, description: str | None = None
 ) -> FunctionTool:
     tool_name = name or fn.__name__
     if not _NAME_RE.match(tool_name):

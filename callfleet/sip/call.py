@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pjsua2 as pj
 
+from callfleet.events import EventEmitter
 from callfleet.media.frame import PCM16, AudioFrame, samples_per_frame
 from callfleet.sip.dtmf import PAUSE, PAUSE_MS, DtmfEvent, DtmfMethod, parse_dtmf_string
 from callfleet.sip.engine import pj_error
 from callfleet.sip.errors import CallStateError, SipError, TransferError
-from callfleet.sip.events import EventEmitter
 from callfleet.sip.media_port import AudioInput, AudioOutput, StereoRecorder
 from callfleet.sip.message import SipMessageHead
 from callfleet.sip.status import CallState, EndReason, end_reason_for

@@ -140,10 +140,14 @@ class AudioOutput:
         self.sample_rate = sample_rate
         # The clock thread reports an emptied queue; the loop resolves the waiters.
         self.buffer = PlayoutBuffer(
-            sample_rate, samples_per_frame(sample_rate), on_empty=lambda: to_loop(self._wake)
+            sample_rate,
+            samples_per_frame(sample_rate),
+            on_empty=lambda: to_loop(self._wake),
+            on_start=lambda at: to_loop(self._started, at),
         )
         self._resamplers: dict[int, Resampler] = {}
         self._waiters: list[asyncio.Future[bool]] = []
+        self._start_waiters: list[asyncio.Future[float]] = []
 
     def write(self, frame: AudioFrame | PCM16, sample_rate: int | None = None) -> None:
         if isinstance(frame, AudioFrame):
@@ -172,6 +176,13 @@ class AudioOutput:
         self._wake(played=False)
         return dropped * 1000 // self.sample_rate
 
+    def pause(self) -> None:
+        """Hold queued audio (silence goes out) until ``resume()``."""
+        self.buffer.pause()
+
+    def resume(self) -> None:
+        self.buffer.resume()
+
     @property
     def queued_ms(self) -> float:
         return self.buffer.queued_s * 1000
@@ -185,8 +196,25 @@ class AudioOutput:
         self._waiters.append(fut)
         return await fut
 
+    def next_start(self) -> asyncio.Future[float]:
+        """Resolves with the ``perf_counter()`` time at which the clock thread sends the
+        first frame of the next burst of audio (audio written into an empty queue): when
+        the agent's voice really went out. Cancel it if no such burst comes."""
+        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._start_waiters.append(fut)
+        return fut
+
+    def _started(self, at: float) -> None:
+        waiters, self._start_waiters = self._start_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(at)
+
     def close(self) -> None:
         self._wake(played=False)
+        for fut in self._start_waiters:
+            fut.cancel()
+        self._start_waiters.clear()
 
     def _wake(self, played: bool = True) -> None:
         if played and self.buffer.queued_samples:

@@ -137,3 +137,34 @@ def test_producer_thread_against_the_clock() -> None:
     played = np.concatenate(pulled)
     np.testing.assert_array_equal(played[played != 0], audio)
     assert buf.frames_played == len(pulled)
+
+
+def test_pause_holds_audio_and_resume_plays_it() -> None:
+    buf = PlayoutBuffer(8000, 160)
+    buf.push(np.arange(320, dtype=np.int16))
+    buf.pause()
+    assert buf.pull() is None and buf.pull() is None
+    assert buf.underruns == 0 and buf.queued_samples == 320
+    buf.resume()
+    first = buf.pull()
+    assert first is not None and int(first[0]) == 0
+    buf.pause()
+    assert buf.clear() == 160
+    assert not buf.paused  # a clear ends the pause: the next utterance plays
+
+
+def test_started_at_marks_the_first_played_frame_of_each_burst() -> None:
+    buf = PlayoutBuffer(8000, 160)
+    assert buf.started_at is None and buf.starts == 0
+    buf.push(np.ones(200, np.int16))
+    assert buf.starts == 0  # pushed, not yet on the wire
+    buf.pull()
+    first = buf.started_at
+    assert buf.starts == 1 and first is not None
+    buf.push(np.ones(100, np.int16))  # queued behind audio still playing: same burst
+    buf.pull()
+    buf.pull()
+    assert buf.starts == 1
+    buf.push(np.ones(160, np.int16))  # after running dry: a new burst
+    buf.pull()
+    assert buf.starts == 2 and buf.started_at is not None and buf.started_at >= first

@@ -119,7 +119,11 @@ class Phone:
         except Exception:
             return
         s = self.script_of(call)
-        if s.record_dir:
+        if s.record_dir and s.record_stereo:
+            path = os.path.join(s.record_dir, f"{call.id}.wav")
+            call.start_recording(path)
+            call.on("ended", lambda _: self.emit("recorded", call=call.id, path=path))
+        elif s.record_dir:
             self.spawn(self.record(call, os.path.join(s.record_dir, f"{call.id}.wav")))
         if not s.silent:
             self.spawn(self.talk(call))
@@ -211,6 +215,14 @@ class Phone:
         elif name == "dtmf" and call is not None:
             await call.send_dtmf(cmd["digits"], method=DtmfMethod(cmd.get("method", "rfc4733")))
             self.emit("dtmf_sent", call=call.id, digits=cmd["digits"])
+        elif name == "play" and call is not None and call.audio_out is not None:
+            # Say something now (a WAV file), e.g. to answer or talk over an agent.
+            out = call.audio_out
+            samples, _ = read_wav(cmd["path"], sample_rate=out.sample_rate)
+            out.write(samples, out.sample_rate)
+            out.finish()
+            self.emit("play_started", call=call.id, path=cmd["path"])
+            self.spawn(self._played(call, out, cmd["path"]))
         elif name == "hold" and call is not None:
             await call.hold()
             self.emit("held", call=call.id)
@@ -218,6 +230,10 @@ class Phone:
             raise SystemExit(0)
         else:
             self.emit("error", message=f"bad command or no call: {cmd}")
+
+    async def _played(self, call: Call, out: Any, path: str) -> None:
+        played = await out.wait_played()
+        self.emit("played", call=call.id, path=path, complete=played)
 
     def _latest(self) -> Call | None:
         live = [c for c in self.calls.values() if not c.is_ended]

@@ -16,8 +16,9 @@ class PhoneScript:
     and plays the media for that long before answering. Media on every call (inbound,
     dialled, or created by a transfer): ``tone_hz`` plays a continuous tone, ``play``
     plays WAV files in order, ``silent`` sends nothing. ``record_dir`` records what the
-    phone hears, one mono WAV per call. ``dtmf`` sends digits ``dtmf_after_s`` after
-    the answer. ``refer_code`` answers REFER (202 accepts). ``hangup_after_s`` hangs up.
+    phone hears, one mono WAV per call (``record_stereo``: both directions, stereo).
+    ``dtmf`` sends digits ``dtmf_after_s`` after the answer. ``refer_code`` answers
+    REFER (202 accepts). ``hangup_after_s`` hangs up.
     """
 
     answer: str = "answer"
@@ -29,6 +30,9 @@ class PhoneScript:
     play: list[str] = field(default_factory=list)
     silent: bool = False
     record_dir: str | None = None
+    #: Record both directions in one stereo WAV (left: what the phone hears, right:
+    #: what it plays), so the two sides share one timeline.
+    record_stereo: bool = False
     dtmf: str | None = None
     dtmf_method: str = "rfc4733"
     dtmf_after_s: float = 0.5

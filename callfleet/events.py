@@ -1,4 +1,5 @@
-"""A minimal event emitter (as in LiveKit's ``rtc.EventEmitter``) run on the asyncio loop."""
+"""A minimal event emitter (as in LiveKit's ``rtc.EventEmitter``) run on the asyncio loop;
+used by calls and agent sessions."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Local stand-ins for hosted services, speaking their documented wire formats."""
