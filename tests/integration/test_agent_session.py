@@ -13,8 +13,10 @@ import pytest
 from callfleet.agents.agent import Agent, AgentTask
 from callfleet.agents.chat import ChatMessage, FunctionCallOutput
 from callfleet.agents.errors import APIError
+from callfleet.agents.fallback import FallbackLLM, FallbackTTS
 from callfleet.agents.session import AgentSession
 from callfleet.agents.tools import RunContext, function_tool
+from callfleet.media.analysis import dominant_frequency_hz
 from callfleet.sip.endpoint import SipEndpoint
 from tests.conftest import PhoneFactory
 from tests.fakes.voice import EnergyVAD, FakeLLM, Reply, ToneSTT, ToneTTS, tone_for
@@ -338,3 +340,47 @@ async def test_repeated_provider_errors_close_the_session(
     assert len(voice.named("error")) == 4
     await voice.call.wait_ended(5)
     await voice.finish()
+
+
+async def test_failing_providers_fall_back_on_a_live_call(
+    clean_endpoint: SipEndpoint, phones: PhoneFactory, tmp_path: Path
+) -> None:
+    broken_llm = FakeLLM([Reply(error=APIError("503 from upstream", provider="primary"))])
+    backup_llm = FakeLLM([Reply("Backup brain here.")])
+    broken_tts, backup_tts = ToneTTS(hz=600), ToneTTS(hz=400)
+    broken_tts.fail_next = 100
+    changes: list[tuple[str, bool]] = []
+    session: AgentSession[Any] = AgentSession(
+        vad=EnergyVAD(),
+        stt=ToneSTT(),
+        llm=FallbackLLM([broken_llm, backup_llm], on_availability_changed=_note(changes)),
+        tts=FallbackTTS([broken_tts, backup_tts], on_availability_changed=_note(changes)),
+        outbound_greeting="immediate",
+        user_away_timeout=None,
+    )
+    agent = Agent(instructions="x", first_message="Hello there.")
+    voice = await VoiceCall.start(clean_endpoint, phones, str(tmp_path), session, agent)
+    await voice.wait_agent_state("speaking")
+    await voice.wait_agent_state("listening")
+    await voice.say(phrase(tmp_path, "Yes, this is Sam."))
+    await voice.wait_event("metrics_collected")
+    await voice.wait_agent_state("listening")
+    heard, _, rate = await voice.finish()
+    assert messages(session) == [
+        ("assistant", "Hello there."),
+        ("user", "Yes, this is Sam."),
+        ("assistant", "Backup brain here."),
+    ]
+    assert voice.named("error") == []  # the fallbacks absorbed both failures
+    assert ("fallback", False) not in changes and len(broken_llm.requests) == 1
+    assert {label for label, _ in changes} == {"fake-llm", "tone-tts"}
+    # What the phone heard is the backup voice (400 Hz), in both utterances.
+    spans = loud_spans(heard, rate)
+    assert len(spans) == 2
+    for start, end in spans:
+        segment = heard[int(start * rate) : int(end * rate)]
+        assert abs(dominant_frequency_hz(segment, rate) - 400) < 10
+
+
+def _note(changes: list[tuple[str, bool]]) -> Any:
+    return lambda label, available: changes.append((label, available))
