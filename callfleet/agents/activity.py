@@ -21,7 +21,7 @@ import numpy as np
 
 from callfleet.agents.agent import Agent, AgentTask, ModelSettings
 from callfleet.agents.aio import Channel, cancel_and_wait
-from callfleet.agents.chat import ChatContext, FunctionCall, FunctionCallOutput
+from callfleet.agents.chat import ChatChunk, ChatContext, FunctionCall, FunctionCallOutput
 from callfleet.agents.options import SessionOptions
 from callfleet.agents.providers.base import ToolChoice
 from callfleet.agents.speech import SpeechHandle, TurnMetrics
@@ -43,6 +43,35 @@ class _Reply:
     metrics: TurnMetrics | None = None
     end_of_speech_at: float | None = None
     vad_end_at: float | None = None
+    #: The user's words this replies to (to use a preemptive generation for them).
+    user_text: str | None = None
+
+
+class _Prefetch:
+    """An LLM request started on the final transcript before the turn was committed
+    (``preemptive_generation``): its chunks are buffered until the reply claims them."""
+
+    def __init__(self, text: str, source: AsyncIterator[ChatChunk]) -> None:
+        self.text = text
+        self.started_at = time.perf_counter()
+        self.chunks: Channel[ChatChunk] = Channel()
+        self.error: BaseException | None = None
+        self.task = asyncio.create_task(self._run(source))
+
+    async def _run(self, source: AsyncIterator[ChatChunk]) -> None:
+        try:
+            async for chunk in source:
+                self.chunks.send(chunk)
+        except Exception as e:
+            self.error = e
+        finally:
+            self.chunks.close()
+
+    async def replay(self) -> AsyncIterator[ChatChunk]:
+        async for chunk in self.chunks:
+            yield chunk
+        if self.error is not None:
+            raise self.error
 
 
 class AgentActivity:
@@ -56,6 +85,7 @@ class AgentActivity:
         self.scheduler_task: asyncio.Task[None] | None = None
         self.enter_task: asyncio.Task[None] | None = None
         self._started = False
+        self._prefetch: _Prefetch | None = None
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -94,6 +124,7 @@ class AgentActivity:
                 pass
         if self.current is not None and not self.current.done():
             self.current.interrupt(force=True)
+        self.cancel_prefetch()
         await cancel_and_wait(self.enter_task)
         await self._run_hook(self.agent.on_exit(), "on_exit")
         await cancel_and_wait(self.scheduler_task)
@@ -116,11 +147,12 @@ class AgentActivity:
         metrics: TurnMetrics | None = None,
         end_of_speech_at: float | None = None,
         vad_end_at: float | None = None,
+        user_text: str | None = None,
     ) -> SpeechHandle:
         handle = self._new_handle(
             "user_turn" if metrics is not None else "generate_reply", allow_interruptions
         )
-        reply = _Reply(instructions, tool_choice, metrics, end_of_speech_at, vad_end_at)
+        reply = _Reply(instructions, tool_choice, metrics, end_of_speech_at, vad_end_at, user_text)
         self._queue.send((handle, ("reply", reply)))
         return handle
 
@@ -133,6 +165,30 @@ class AgentActivity:
         handle = SpeechHandle(allow_interruptions=allow, source=source)
         self.session.emit("speech_created", handle)
         return handle
+
+    def prefetch(self, user_text: str) -> None:
+        """Start the LLM on ``user_text`` now (the turn is not committed yet); a reply
+        to the same words uses what it produced."""
+        self.cancel_prefetch()
+        chat_ctx = self.session.chat_ctx_for(self, None)
+        chat_ctx.add_message(role="user", content=user_text)
+        settings = ModelSettings(session=self.session)
+        source = self.agent.llm_node(chat_ctx, list(self.tools.values()), settings)
+        self._prefetch = _Prefetch(user_text, source)
+
+    def cancel_prefetch(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch.task.cancel()
+            self._prefetch = None
+
+    def _claim_prefetch(self, reply: _Reply) -> _Prefetch | None:
+        prefetch, self._prefetch = self._prefetch, None
+        if prefetch is None:
+            return None
+        if reply.user_text is not None and prefetch.text == reply.user_text:
+            return prefetch
+        prefetch.task.cancel()
+        return None
 
     def interrupt_all(self, *, force: bool = False) -> None:
         """Interrupt the playing speech (if allowed) — queued ones are dropped with it."""
@@ -296,10 +352,17 @@ class AgentActivity:
         requested_at = time.perf_counter()
         error: list[BaseException] = []
 
+        prefetch = self._claim_prefetch(reply) if tool_choice == "auto" else None
+        if prefetch is not None:
+            requested_at = prefetch.started_at
+            source = prefetch.replay()
+        else:
+            source = self.agent.llm_node(chat_ctx, tools, settings)
+
         async def read_llm() -> None:
             first = True
             try:
-                async for chunk in self.agent.llm_node(chat_ctx, tools, settings):
+                async for chunk in source:
                     if first and (chunk.delta or chunk.tool_calls):
                         first = False
                         if reply.metrics is not None:

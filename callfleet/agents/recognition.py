@@ -185,6 +185,10 @@ class RecognitionHooks(Protocol):
 
     def on_empty_turn(self) -> None: ...
 
+    def on_transcript_ready(self, text: str) -> None:
+        """The final transcript is in, the endpointing delay has not passed yet."""
+        ...
+
     def on_end_of_turn(self, turn: UserTurn) -> None:
         """Must not block: the recognition carries on listening."""
         ...
@@ -325,6 +329,7 @@ class AudioRecognition:
         if not text:
             self._hooks.on_empty_turn()
             return
+        self._hooks.on_transcript_ready(text)
         options = self._options()
         delay = (
             options.max_endpointing_delay

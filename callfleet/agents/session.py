@@ -499,6 +499,8 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
 
     def on_start_of_speech(self, event: VADEvent) -> None:
         self._away_prompts = 0
+        if self._stack:
+            self._stack[-1].cancel_prefetch()  # the user goes on: the words will change
         self._set_user_state("speaking")
         if hasattr(self, "_callee_spoke"):
             self._callee_spoke.set()
@@ -603,6 +605,10 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
         if self._interruption is not None and self._interruption.confirmed:
             self._false_interruption()
 
+    def on_transcript_ready(self, text: str) -> None:
+        if self._options_now.preemptive_generation and self._greeted_at is not None:
+            self._activity.prefetch(text)
+
     def on_end_of_turn(self, turn: UserTurn) -> None:
         self._interrupt_for_real()
         if self._greeted_at is None or turn.end_of_speech_at < self._greeted_at:
@@ -633,6 +639,9 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
         if activity not in self._stack:
             return
         handle = activity.generate_reply(
-            metrics=metrics, end_of_speech_at=turn.end_of_speech_at, vad_end_at=turn.vad_end_at
+            metrics=metrics,
+            end_of_speech_at=turn.end_of_speech_at,
+            vad_end_at=turn.vad_end_at,
+            user_text=message.content,
         )
         metrics.speech_id = handle.id

@@ -384,3 +384,27 @@ async def test_failing_providers_fall_back_on_a_live_call(
 
 def _note(changes: list[tuple[str, bool]]) -> Any:
     return lambda label, available: changes.append((label, available))
+
+
+@pytest.mark.parametrize("preemptive", [False, True])
+async def test_preemptive_generation_starts_the_llm_before_the_turn_ends(
+    clean_endpoint: SipEndpoint, phones: PhoneFactory, tmp_path: Path, preemptive: bool
+) -> None:
+    llm = FakeLLM([Reply("Sure thing.", delay_s=0.4)])
+    session = make_session(llm, preemptive_generation=preemptive)
+    voice = await VoiceCall.start(
+        clean_endpoint, phones, str(tmp_path), session, Agent(instructions="x")
+    )
+    await voice.say(phrase(tmp_path, "Yes, this is Sam."))
+    await voice.wait_event("metrics_collected")
+    await voice.finish()
+    assert len(llm.requests) == 1  # the prefetched request was used, not repeated
+    assert messages(session) == [("user", "Yes, this is Sam."), ("assistant", "Sure thing.")]
+    e2e = session.metrics[0].e2e_latency_ms
+    assert e2e is not None
+    # The turn ends 500 ms after the speech; the LLM takes 400 ms. Started at the
+    # transcript (~300 ms after the speech) it is nearly done by then.
+    if preemptive:
+        assert e2e < 820, session.metrics[0]
+    else:
+        assert e2e > 880, session.metrics[0]
