@@ -17,8 +17,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from callfleet.agents.agent import Agent, AgentTask, ModelSettings
 from callfleet.agents.aio import Channel, cancel_and_wait
 from callfleet.agents.chat import ChatChunk, ChatContext, FunctionCall, FunctionCallOutput
@@ -223,28 +221,21 @@ class AgentActivity:
     async def _play_say(self, handle: SpeechHandle, source: str | PCM16 | AudioFrame) -> None:
         if isinstance(source, str):
             text = source
-            audio = self._speak_text(handle, _once(text))
+            audio = self.agent.tts_node(_once(text), ModelSettings(session=self.session))
         else:
             text = ""
             frame = source if isinstance(source, AudioFrame) else AudioFrame(source, 8000)
             audio = _frames_of(frame)
-        played = await self._play(handle, audio, spoken_text=[text])
+        played = await self._play(handle, audio)
         if text:
             handle.text = _played_text(text, played).strip()
             self.session.add_item_message("assistant", handle.text, handle.interrupt_requested)
-
-    def _speak_text(
-        self, handle: SpeechHandle, text: AsyncIterator[str]
-    ) -> AsyncIterator[AudioFrame]:
-        settings = ModelSettings(session=self.session)
-        return self.agent.tts_node(text, settings)
 
     async def _play(
         self,
         handle: SpeechHandle,
         audio: AsyncIterator[AudioFrame],
         *,
-        spoken_text: list[str],
         reply: _Reply | None = None,
         tts_started_at: list[float] | None = None,
     ) -> float:
@@ -387,9 +378,7 @@ class AgentActivity:
         text_task = asyncio.create_task(transcribe())
         audio = self.agent.tts_node(aiter(tts_in), settings)
         try:
-            fraction = await self._play(
-                handle, audio, spoken_text=spoken, reply=reply, tts_started_at=tts_started_at
-            )
+            fraction = await self._play(handle, audio, reply=reply, tts_started_at=tts_started_at)
         except Exception as e:
             error.append(e)
             fraction = 0.0
@@ -487,7 +476,3 @@ async def _once(text: str) -> AsyncIterator[str]:
 
 async def _frames_of(frame: AudioFrame) -> AsyncIterator[AudioFrame]:
     yield frame
-
-
-def silence(duration_s: float, sample_rate: int) -> AudioFrame:
-    return AudioFrame(np.zeros(int(duration_s * sample_rate), np.int16), sample_rate)

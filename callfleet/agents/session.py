@@ -50,6 +50,9 @@ UserState = Literal["listening", "speaking", "away"]
 AgentState = Literal["initializing", "listening", "thinking", "speaking"]
 CloseReason = Literal["call_ended", "error", "user_away", "user_requested", "not_answered"]
 
+#: Longest the greeting waits for a callee who started talking to stop (s).
+CALLEE_FIRST_MAX_S = 8.0
+
 _current_session: contextvars.ContextVar[AgentSession[Any]] = contextvars.ContextVar(
     "callfleet_agent_session"
 )
@@ -145,6 +148,8 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
         self._stt_agent: Agent | None = None
         self._interruption: _Interruption | None = None
         self._greeted_at: float | None = None
+        self._callee_started = asyncio.Event()
+        self._callee_stopped = asyncio.Event()
         self._errors = 0
         self._away_prompts = 0
         self._closed: asyncio.Future[CloseEvent] | None = None
@@ -224,22 +229,14 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
     async def _wait_callee_first(self) -> None:
         """Let the callee say "hello?" first: wait until they stop talking, or until
         ``callee_first_timeout`` passes without them starting."""
-        recognition = self._recognition
-        assert recognition is not None
-        deadline = time.perf_counter() + self.options.callee_first_timeout
-        self._callee_spoke = asyncio.Event()
-        while time.perf_counter() < deadline or recognition.speaking:
-            if self._callee_spoke.is_set() and not recognition.speaking:
-                return
-            try:
-                await asyncio.wait_for(self._callee_spoke_or_state(), 0.1)
-            except TimeoutError:
-                pass
-            if self._closing or time.perf_counter() > deadline + 10.0:
-                return
-
-    async def _callee_spoke_or_state(self) -> None:
-        await self._callee_spoke.wait()
+        try:
+            await asyncio.wait_for(self._callee_started.wait(), self.options.callee_first_timeout)
+        except TimeoutError:
+            return
+        try:
+            await asyncio.wait_for(self._callee_stopped.wait(), CALLEE_FIRST_MAX_S)
+        except TimeoutError:
+            self.log.info("callee still talking after %s s: greeting anyway", CALLEE_FIRST_MAX_S)
 
     async def _read_audio(self, call: AgentCall) -> None:
         recognition = self._recognition
@@ -502,8 +499,7 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
         if self._stack:
             self._stack[-1].cancel_prefetch()  # the user goes on: the words will change
         self._set_user_state("speaking")
-        if hasattr(self, "_callee_spoke"):
-            self._callee_spoke.set()
+        self._callee_started.set()
         speech = self.current_speech
         options = self._options_now
         if (
@@ -573,6 +569,7 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
 
     def on_end_of_speech(self, event: VADEvent) -> None:
         self._set_user_state("listening")
+        self._callee_stopped.set()
         interruption = self._interruption
         if interruption is None:
             return
