@@ -8,6 +8,7 @@ enqueue after commit (a task must never run before the row it points at exists).
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from callfleet.dialer import state
@@ -40,6 +42,8 @@ from callfleet.dialer.windows import (
     possible_zones_for_number,
 )
 from callfleet.sip.status import EndReason
+
+log = logging.getLogger(__name__)
 
 #: How far ahead of its pacing a campaign's attempts are queued (s): enough to keep the
 #: call hosts busy between ticks, little enough that a pause or a closing calling window
@@ -410,16 +414,27 @@ def tick(session: Session, now: datetime, *, per_campaign: int = 500) -> TickRep
     )
     running = session.scalars(select(Campaign).where(Campaign.status == CampaignStatus.RUNNING))
     for campaign in running.all():
-        report.queued += schedule_campaign(session, campaign, now, limit=per_campaign).attempts
-        if complete_if_done(session, campaign, now):
+        # One savepoint per campaign: a campaign whose pass fails (a concurrent tick
+        # queued the same contact first, a stored setting that no longer parses) is
+        # skipped until the next tick without undoing the others' work.
+        try:
+            with session.begin_nested():
+                queued = schedule_campaign(session, campaign, now, limit=per_campaign).attempts
+                done = complete_if_done(session, campaign, now)
+                if done:
+                    enqueue_webhook(
+                        session,
+                        campaign.tenant_id,
+                        "campaign.completed",
+                        f"campaign.completed:{campaign.id}",
+                        {"campaign_id": campaign.id, "name": campaign.name},
+                        now,
+                    )
+        except (SQLAlchemyError, ValueError):
+            log.exception("campaign %s: scheduling pass failed; retried next tick", campaign.id)
+            continue
+        report.queued += queued
+        if done:
             report.completed_campaigns.append(campaign.id)
-            enqueue_webhook(
-                session,
-                campaign.tenant_id,
-                "campaign.completed",
-                f"campaign.completed:{campaign.id}",
-                {"campaign_id": campaign.id, "name": campaign.name},
-                now,
-            )
     report.requeued = stale_queued(session, now)
     return report

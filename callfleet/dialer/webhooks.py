@@ -237,11 +237,11 @@ def _compare_and_set(
 
 
 async def _send(
-    client: httpx.AsyncClient, due: _Due, body: bytes, now: datetime, timeout_s: float
+    client: httpx.AsyncClient, due: _Due, body: bytes, sent_at: datetime, timeout_s: float
 ) -> _Outcome:
     headers = {
         "Content-Type": "application/json",
-        SIGNATURE_HEADER: sign(due.secret, body, int(now.timestamp())),
+        SIGNATURE_HEADER: sign(due.secret, body, int(sent_at.timestamp())),
         EVENT_HEADER: due.event_type,
         DELIVERY_HEADER: due.id,
         IDEMPOTENCY_HEADER: due.idempotency_key,
@@ -362,7 +362,10 @@ async def deliver_due(
                 outcome, sent = _Outcome(None, f"bad payload: {e}"), False
             else:
                 if due.active:
-                    outcome, sent = await _send(client, due, body, now, timeout_s), True
+                    # Signed with the time of sending: a pass that waited on slow
+                    # receivers must not send stale timestamps a receiver would refuse.
+                    sent_at = now + timedelta(seconds=loop.time() - started)
+                    outcome, sent = await _send(client, due, body, sent_at, timeout_s), True
                 else:
                     outcome, sent = _Outcome(None, "subscription is inactive"), False
             kind, values = _next_state(due, outcome, sent, now, draw, max_attempts, max_age_s)

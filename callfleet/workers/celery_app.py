@@ -39,8 +39,18 @@ def make_app() -> Celery:
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": int(settings.max_call_s + 600)},
         beat_schedule={
-            "tick": {"task": "callfleet.workers.tasks.tick", "schedule": 1.0},
-            "webhooks": {"task": "callfleet.workers.tasks.deliver_webhooks", "schedule": 2.0},
+            # ``expires``: a tick still waiting after the next one is due is dropped
+            # rather than run late, so a slow pass does not pile up a backlog.
+            "tick": {
+                "task": "callfleet.workers.tasks.tick",
+                "schedule": 1.0,
+                "options": {"expires": 1.0},
+            },
+            "webhooks": {
+                "task": "callfleet.workers.tasks.deliver_webhooks",
+                "schedule": 2.0,
+                "options": {"expires": 2.0},
+            },
         },
     )
     return app

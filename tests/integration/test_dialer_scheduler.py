@@ -27,6 +27,7 @@ from callfleet.dialer.scheduler import (
     reconcile,
     record_outcome,
     schedule_campaign,
+    tick,
 )
 
 # 2026-11-23 is a Monday. 14:00 UTC = 09:00 New York, 14:00 London, 19:30 Kolkata,
@@ -297,3 +298,26 @@ def test_reconciled_attempts_are_reported_by_webhook(
         delivery = s.scalars(select(WebhookDelivery)).one()
     assert delivery.event_type == "call.completed"
     assert delivery.payload["data"]["sip_reason"].startswith("worker_lost")
+
+
+def test_a_campaign_that_fails_to_schedule_does_not_stop_the_others(
+    sessions: sessionmaker[Session], campaign: Campaign
+) -> None:
+    _start(sessions, campaign)
+    with sessions() as s, s.begin():
+        broken = Campaign(tenant_id=campaign.tenant_id, name="broken", default_region="US")
+        s.add(broken)
+        s.flush()
+        import_contacts(s, broken, csv_rows(CONTACTS))
+        control(s, broken.id, "start", MONDAY_1400)
+        broken.calling_window = {"monday": "all day"}  # stored before validation existed
+        broken_id = broken.id
+    with sessions() as s, s.begin():
+        report = tick(s, MONDAY_1400)
+    # The good campaign's three contacts in their window are queued; the broken one
+    # queued nothing and stays running for the next tick.
+    assert _phones(sessions, report.queued) == {"+12125550101", "+442079460958", "+919876543210"}
+    with sessions() as s:
+        assert s.get(Campaign, broken_id).status == CampaignStatus.RUNNING  # type: ignore[union-attr]
+        queued = s.scalars(select(CallAttempt).where(CallAttempt.campaign_id == broken_id)).all()
+        assert queued == []
