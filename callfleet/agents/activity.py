@@ -45,6 +45,21 @@ class _Reply:
     user_text: str | None = None
 
 
+@dataclass
+class _Progress:
+    """How much of a speech's audio went out (kept current while it plays, so a speech
+    cut off by a hang-up still knows what was said)."""
+
+    pushed_ms: float = 0.0
+    unplayed_ms: float = 0.0
+
+    @property
+    def fraction(self) -> float:
+        if self.pushed_ms <= 0:
+            return 1.0
+        return max(0.0, min(1.0, (self.pushed_ms - self.unplayed_ms) / self.pushed_ms))
+
+
 class _Prefetch:
     """An LLM request started on the final transcript before the turn was committed
     (``preemptive_generation``): its chunks are buffered until the reply claims them."""
@@ -226,30 +241,35 @@ class AgentActivity:
             text = ""
             frame = source if isinstance(source, AudioFrame) else AudioFrame(source, 8000)
             audio = _frames_of(frame)
-        played = await self._play(handle, audio)
-        if text:
-            handle.text = _played_text(text, played).strip()
-            self.session.add_item_message("assistant", handle.text, handle.interrupt_requested)
+        progress = _Progress()
+        try:
+            await self._play(handle, audio, progress)
+        finally:  # also when cancelled by a hang-up: the transcript keeps what was said
+            if text:
+                handle.text = _played_text(text, progress.fraction).strip()
+                cut = handle.interrupt_requested or progress.fraction < 1.0
+                self.session.add_item_message("assistant", handle.text, cut)
 
     async def _play(
         self,
         handle: SpeechHandle,
         audio: AsyncIterator[AudioFrame],
+        progress: _Progress,
         *,
         reply: _Reply | None = None,
         tts_started_at: list[float] | None = None,
-    ) -> float:
-        """Push ``audio`` to the call until it ends or the speech is interrupted; returns
-        the fraction of it that was played (1.0 when it all went out)."""
+    ) -> None:
+        """Push ``audio`` to the call until it ends or the speech is interrupted;
+        ``progress`` tells how much of it was played."""
         call = self.session.call
         out = call.audio_out if call is not None else None
         if out is None:
-            return 0.0
-        pushed_ms = 0.0
+            progress.pushed_ms, progress.unplayed_ms = 1.0, 1.0
+            return
         first_start: asyncio.Future[float] | None = None
 
         async def push() -> None:
-            nonlocal pushed_ms, first_start
+            nonlocal first_start
             async for frame in audio:
                 if first_start is None:
                     first_start = out.next_start()
@@ -257,7 +277,7 @@ class AgentActivity:
                         reply.metrics.tts_ttfb_ms = 1000 * (time.perf_counter() - tts_started_at[0])
                     self.session.set_agent_state("speaking")
                 out.write(frame)
-                pushed_ms += frame.duration_ms
+                progress.pushed_ms += frame.duration_ms
             out.finish()
 
         push_task = asyncio.create_task(push())
@@ -273,18 +293,16 @@ class AgentActivity:
             elif push_task.done():
                 raise push_task.exception()  # type: ignore[misc]
         finally:
-            queued_ms = 0.0
+            # Interrupted, or cancelled because the call ended: what is still queued
+            # was never heard.
+            progress.unplayed_ms = out.queued_ms
             if handle.interrupt_requested:
-                queued_ms = out.queued_ms
                 out.clear()
             await cancel_and_wait(push_task, interrupt_task)
             if first_start is not None:
                 if reply is not None and reply.metrics is not None and first_start.done():
                     self._note_first_audio(reply, first_start.result())
                 first_start.cancel()
-        if pushed_ms <= 0:
-            return 1.0
-        return max(0.0, min(1.0, (pushed_ms - queued_ms) / pushed_ms))
 
     def _note_first_audio(self, reply: _Reply, at: float) -> None:
         metrics = reply.metrics
@@ -377,17 +395,24 @@ class AgentActivity:
         llm_task = asyncio.create_task(read_llm())
         text_task = asyncio.create_task(transcribe())
         audio = self.agent.tts_node(aiter(tts_in), settings)
+        progress = _Progress()
         try:
-            fraction = await self._play(handle, audio, reply=reply, tts_started_at=tts_started_at)
+            await self._play(handle, audio, progress, reply=reply, tts_started_at=tts_started_at)
+        except asyncio.CancelledError:
+            await cancel_and_wait(llm_task, text_task)
+            text = _played_text("".join(spoken), progress.fraction).strip()
+            if text:  # cut off by a hang-up: keep what was said
+                self.session.add_item_message("assistant", text, interrupted=True)
+            raise
         except Exception as e:
             error.append(e)
-            fraction = 0.0
+            progress.unplayed_ms = progress.pushed_ms
         finally:
             if handle.interrupt_requested:
                 await cancel_and_wait(llm_task, text_task)
             else:
                 await asyncio.gather(llm_task, text_task, return_exceptions=True)
-        text = _played_text("".join(spoken), fraction).strip()
+        text = _played_text("".join(spoken), progress.fraction).strip()
         if error:
             self.session.on_provider_error(error[0])
             if text:

@@ -44,8 +44,14 @@ class AudioSource(Protocol):
 class AgentCall(Protocol):
     id: str
     direction: str  # "outbound" | "inbound"
-    audio_in: Any  # AudioSource; frames flagged "early" arrived before the answer
-    audio_out: AudioSink | None
+    #: The callee's audio (an ``AudioSource``); frames flagged "early" arrived before
+    #: the answer.
+    audio_in: Any
+
+    @property
+    def audio_out(self) -> AudioSink | None:
+        """Where the agent's voice goes; ``None`` until media is up."""
+        ...
 
     @property
     def is_ended(self) -> bool: ...

@@ -408,3 +408,21 @@ async def test_preemptive_generation_starts_the_llm_before_the_turn_ends(
         assert e2e < 820, session.metrics[0]
     else:
         assert e2e > 880, session.metrics[0]
+
+
+async def test_a_hang_up_mid_speech_keeps_what_was_said(
+    clean_endpoint: SipEndpoint, phones: PhoneFactory, tmp_path: Path
+) -> None:
+    session = make_session(FakeLLM())
+    long_text = "Let me tell you about all of our plans. " * 6
+    agent = Agent(instructions="x", first_message=long_text)
+    voice = await VoiceCall.start(
+        clean_endpoint, phones, str(tmp_path), session, agent, hangup_after_s=1.5
+    )
+    close = await session.wait_closed(timeout_s=10)
+    assert close.reason == "call_ended"
+    first = session.history.messages()[0]
+    assert first.role == "assistant" and first.interrupted
+    # About 1.5 s of speech at 40 ms a character went out before the hang-up.
+    assert 20 <= len(first.content) <= 50, first.content
+    await voice.finish()
