@@ -607,7 +607,17 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
             self._activity.prefetch(text)
 
     def on_end_of_turn(self, turn: UserTurn) -> None:
+        self._spawn(self._user_turn(turn))
+
+    async def _user_turn(self, turn: UserTurn) -> None:
+        interrupted = self._interruption.handle if self._interruption is not None else None
         self._interrupt_for_real()
+        if interrupted is not None:
+            # Its partial text goes into the conversation before the words that cut it.
+            try:
+                await asyncio.wait_for(interrupted.wait_for_playout(), 2.0)
+            except TimeoutError:
+                self.log.warning("interrupted speech %s did not stop in 2 s", interrupted.id)
         if self._greeted_at is None or turn.end_of_speech_at < self._greeted_at:
             # The callee's "hello?" before the greeting: heard (placed before it in the
             # conversation), not answered.
@@ -617,7 +627,7 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
         metrics = TurnMetrics(speech_id="")
         metrics.stt_delay_ms = 1000 * max(0.0, turn.transcript_at - turn.end_of_speech_at)
         metrics.end_of_turn_delay_ms = 1000 * (turn.committed_at - turn.end_of_speech_at)
-        self._spawn(self._reply_to_turn(message, turn, metrics))
+        await self._reply_to_turn(message, turn, metrics)
 
     async def _reply_to_turn(
         self, message: ChatMessage, turn: UserTurn, metrics: TurnMetrics

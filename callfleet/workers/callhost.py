@@ -25,7 +25,11 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from callfleet.agents.config import AgentConfigError, AgentDefinition
+from callfleet.agents.errors import AgentError
 from callfleet.agents.espeak import TtsError, synthesize
+from callfleet.agents.runner import AgentRun, run_agent
+from callfleet.agents.session import AgentSession
 from callfleet.dialer import state
 from callfleet.dialer.commands import CallCommand, channel_of, reply
 from callfleet.dialer.db import make_engine, make_sessionmaker, transaction, utcnow
@@ -47,7 +51,13 @@ from callfleet.sip.config import EndpointConfig, Transport, TransportSpec, Trunk
 from callfleet.sip.endpoint import IncomingCall, SipEndpoint
 from callfleet.sip.errors import CapacityError, SipError
 from callfleet.sip.status import CallState
-from callfleet.workers.agent import MinimalAgentConfig, run_minimal_agent
+from callfleet.workers.agent import (
+    AgentPlan,
+    PlaybackAgentConfig,
+    VoiceAgentConfig,
+    agent_plan,
+    run_playback_agent,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,7 +84,7 @@ class AttemptPlan:
     campaign_concurrency: int
     trunk_cps: float | None = None
     trunk_concurrency: int | None = None
-    agent: MinimalAgentConfig = field(default_factory=MinimalAgentConfig)
+    agent: AgentPlan = field(default_factory=PlaybackAgentConfig)
 
 
 class CallHost:
@@ -92,7 +102,13 @@ class CallHost:
         #: Live calls of this host by attempt id, for live-call commands.
         self._live: dict[str, tuple[Call, str]] = {}  # attempt id -> (call, tenant id)
         self._listener_task: asyncio.Task[None] | None = None
+        self._prewarm_task: asyncio.Task[None] | None = None
         self._inbound_tasks: set[asyncio.Task[None]] = set()
+        #: Voice agent definitions by agent config id (with the definition they were
+        #: built from): their providers, and so the offline models, load once per host.
+        self._definitions: dict[str, tuple[dict[str, Any], AgentDefinition]] = {}
+        #: Agent sessions of live calls by attempt id (the ``say`` command uses them).
+        self._sessions: dict[str, AgentSession[Any]] = {}
 
     # -- lifecycle (called from Celery's threads) ----------------------------------------
 
@@ -112,12 +128,30 @@ class CallHost:
         pubsub = self.redis.pubsub()
         await pubsub.subscribe(channel_of(s.worker_id))  # fails here when Redis is down
         self._listener_task = asyncio.ensure_future(self._listen(pubsub))
+        self._prewarm_task = asyncio.ensure_future(self._prewarm())
         log.info(
             "call host %s up on SIP port %d, capacity %d",
             s.worker_id,
             self.endpoint.transport_port(),
             self.endpoint.capacity,
         )
+
+    async def _prewarm(self) -> None:
+        """Load the voice agents' models now, in the background, so the first calls do
+        not wait for them (a greeting delayed by seconds of model loading)."""
+        configs = await self._db(
+            lambda s: [(a.id, dict(a.definition)) for a in s.scalars(select(AgentConfig))]
+        )
+        for config_id, definition in configs:
+            plan = VoiceAgentConfig(config_id, definition) if "instructions" in definition else None
+            if plan is None:
+                continue
+            try:
+                await self._definition(plan).prewarm()
+            except (AgentConfigError, AgentError) as e:
+                log.error("agent config %s cannot run: %s", config_id, e)
+            except Exception:
+                log.exception("loading the models of agent config %s failed", config_id)
 
     def stop(self, drain_timeout_s: float = 60.0) -> None:
         """Let live calls finish (up to ``drain_timeout_s``), then shut down."""
@@ -133,12 +167,16 @@ class CallHost:
     async def _stop(self, drain_timeout_s: float) -> None:
         if self._listener_task is not None:
             self._listener_task.cancel()
+        if self._prewarm_task is not None:
+            self._prewarm_task.cancel()
         if self.endpoint is not None:
             try:
                 await self.endpoint.wait_idle(drain_timeout_s)
             except TimeoutError:
                 log.warning("calls still up after %s s of draining: hanging up", drain_timeout_s)
             await self.endpoint.aclose()
+        for _, definition in self._definitions.values():
+            await definition.aclose()
         if self.redis is not None:
             await self.redis.aclose()
 
@@ -250,12 +288,13 @@ class CallHost:
             log.error("attempt %s could not be dialled: %s", plan.attempt_id, e)
             await self._finish(plan, "failed", {"sip_reason": f"not dialled: {e}"}, None)
             return "failed"
-        ring_s = await self._converse(call, plan, leases, started)
+        ring_s, run = await self._converse(call, plan, leases, started)
         outcome = call.end_reason.value if call.end_reason else "failed"
         result = {
             "ring_s": round(ring_s, 3) if ring_s is not None else None,
             "talk_s": round(call.duration_s, 3),
             "dtmf": "".join(e.digit for e in call.dtmf_received),
+            **_agent_result(run),
         }
         await self._finish(plan, outcome, result, call)
         return outcome
@@ -266,10 +305,11 @@ class CallHost:
         plan: AttemptPlan,
         leases: list[tuple[LeasedSemaphore, Lease]],
         started: float,
-    ) -> float | None:
-        """Follow a dialled call to its end, keeping its state and leases in step; an
-        error on our side hangs up rather than leaving the call (or its outcome) behind.
-        Returns the ring time when it was answered."""
+    ) -> tuple[float | None, AgentRun | None]:
+        """Follow a call to its end with its agent, keeping its state and leases in
+        step; an error on our side hangs up rather than leaving the call (or its
+        outcome) behind. Returns the ring time when it was answered, and what the voice
+        agent heard and said."""
         self._live[plan.attempt_id] = (call, plan.tenant_id)
         call.on("ended", lambda _reason: self._live.pop(plan.attempt_id, None))
         states: asyncio.Queue[CallState] = asyncio.Queue()
@@ -277,10 +317,14 @@ class CallHost:
         writer = asyncio.ensure_future(self._write_states(plan.attempt_id, states))
         keeper = asyncio.ensure_future(self._keep_leases(call, plan, leases))
         ring_s = None
+        run: AgentRun | None = None
         try:
             if await call.wait_answered():
                 ring_s = time.monotonic() - started
-                await run_minimal_agent(call, plan.agent)
+                if isinstance(plan.agent, VoiceAgentConfig):
+                    run = await self._run_voice_agent(call, plan.attempt_id, plan.agent)
+                else:
+                    await run_playback_agent(call, plan.agent)
             await call.wait_ended(30)
         except Exception:
             log.exception("call %s: the agent failed; hanging up", plan.attempt_id)
@@ -289,7 +333,46 @@ class CallHost:
             keeper.cancel()
             await states.put(CallState.ENDED)
             await writer
-        return ring_s
+        return ring_s, run
+
+    def _definition(self, config: VoiceAgentConfig) -> AgentDefinition:
+        """The parsed definition of an agent config, rebuilt when the config changed."""
+        cached = self._definitions.get(config.config_id)
+        if cached is not None and cached[0] == config.definition:
+            return cached[1]
+        definition = AgentDefinition.parse(
+            config.definition, source=f"agent config {config.config_id}"
+        )
+        if cached is not None:  # the old one's providers close when its calls are done
+            old = cached[1]
+            task = asyncio.ensure_future(self._close_when_idle(old))
+            self._inbound_tasks.add(task)
+            task.add_done_callback(self._inbound_tasks.discard)
+        self._definitions[config.config_id] = (config.definition, definition)
+        return definition
+
+    async def _close_when_idle(self, definition: AgentDefinition) -> None:
+        assert self.endpoint is not None
+        try:
+            await self.endpoint.wait_idle(self.settings.max_call_s)
+        except TimeoutError:
+            pass  # no call can have lasted longer than max_call_s: they are done with it
+        await definition.aclose()
+
+    async def _run_voice_agent(
+        self, call: Call, attempt_id: str, config: VoiceAgentConfig
+    ) -> AgentRun:
+        try:
+            session, agent = self._definition(config).build(config.variables)
+        except AgentConfigError as e:
+            log.error("call %s: agent config cannot run: %s; hanging up", attempt_id, e)
+            await call.hangup()
+            return AgentRun(call_id=call.id, close_reason="error", errors=[f"config: {e}"])
+        self._sessions[attempt_id] = session
+        try:
+            return await run_agent(session, agent, call, max_duration_s=self.settings.max_call_s)
+        finally:
+            self._sessions.pop(attempt_id, None)
 
     # -- live-call commands ---------------------------------------------------------------
 
@@ -334,13 +417,20 @@ class CallHost:
                 elif command.action == "dtmf":
                     await call.send_dtmf(str(command.args["digits"]))
                 elif command.action == "say":
-                    result["played"] = await self._say(call, str(command.args["text"]))
+                    text = str(command.args["text"])
+                    session = self._sessions.get(command.attempt_id)
+                    if session is not None:  # the agent's own voice, queued after it
+                        handle = session.say(text)
+                        await handle.wait_for_playout()
+                        result["played"] = not handle.interrupted
+                    else:
+                        result["played"] = await self._say(call, text)
                 elif command.action == "transfer":
                     target = str(command.args["target"])
                     outcome = await call.blind_transfer(target)
                     result["status_code"] = outcome.status_code
                     await self._transferred(command.attempt_id, tenant_id, target)
-            except (SipError, ValueError, KeyError, TtsError) as e:
+            except (SipError, ValueError, KeyError, TtsError, AgentError) as e:
                 result = {"ok": False, "error": f"{command.action} failed: {e}"}
         event = CallEvent(
             attempt_id=command.attempt_id,
@@ -399,9 +489,10 @@ class CallHost:
             agent=agent,
         )
         await call.answer()
-        await self._converse(call, plan, [], time.monotonic())
+        _, run = await self._converse(call, plan, [], time.monotonic())
         outcome = call.end_reason.value if call.end_reason else "failed"
-        await self._finish(plan, outcome, {"talk_s": round(call.duration_s, 3)}, call)
+        result = {"talk_s": round(call.duration_s, 3), **_agent_result(run)}
+        await self._finish(plan, outcome, result, call)
 
     async def _write_states(self, attempt_id: str, states: asyncio.Queue[CallState]) -> None:
         # One writer per call keeps the updates in order; failures are logged, not lost.
@@ -489,9 +580,19 @@ def _transition(attempt_id: str, target: AttemptState, values: dict[str, Any], s
     return state.transition(s, attempt_id, target, **values)
 
 
+def _agent_result(run: AgentRun | None) -> dict[str, Any]:
+    """The voice agent's part of a call result: transcript and per-turn metrics."""
+    if run is None:
+        return {}
+    return {
+        "transcript": run.transcript,
+        "metrics": {"turns": run.metrics, "close_reason": run.close_reason, "errors": run.errors},
+    }
+
+
 def route_inbound(
     session: Session, callee: str, worker_id: str, lease_s: float
-) -> tuple[str, str, MinimalAgentConfig] | None:
+) -> tuple[str, str, AgentPlan] | None:
     """The agent config answering ``callee``, and a new answered inbound attempt for
     it (claimed by this worker); ``None`` when no agent has that number."""
     for agent in session.scalars(select(AgentConfig)):
@@ -508,7 +609,8 @@ def route_inbound(
             )
             session.add(attempt)
             session.flush()
-            return attempt.id, agent.tenant_id, MinimalAgentConfig.from_definition(agent.definition)
+            caller_vars = {"direction": "inbound", "called_number": callee}
+            return attempt.id, agent.tenant_id, agent_plan(agent.id, agent.definition, caller_vars)
     return None
 
 
@@ -538,7 +640,10 @@ def load_plan(session: Session, attempt_id: str) -> AttemptPlan | None:
     if campaign.agent_config_id is not None:
         agent = session.get(AgentConfig, campaign.agent_config_id)
         if agent is not None:
-            plan.agent = MinimalAgentConfig.from_definition(agent.definition)
+            variables = {"phone": contact.phone_e164, **(contact.variables or {})}
+            if contact.name:
+                variables.setdefault("name", contact.name)
+            plan.agent = agent_plan(agent.id, agent.definition, variables)
     return plan
 
 

@@ -9,13 +9,16 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
 from callfleet.dialer.db import transaction, utcnow
 from callfleet.dialer.models import CallAttempt, Campaign, Contact, Tenant
 from callfleet.dialer.scheduler import tick
+from callfleet.media.wav import write_wav
 from callfleet.sip.testing import PhoneScript
 from tests.conftest import PhoneFactory
 from tests.integration.dialer_env import (
@@ -286,3 +289,67 @@ async def test_pacing_holds_5_cps_over_a_minute(
     rate = (len(window) - 1) / (window[-1] - window[0])
     print(f"\n[pacing] 5 CPS target: {rate:.3f} calls/s over {window[-1] - window[0]:.1f} s")
     assert abs(rate - 5.0) <= 0.25, f"{rate:.3f} calls/s is not within 5% of 5"
+
+
+VOICE_AGENT = {
+    "name": "reminder",
+    "instructions": "You remind {first_name} of an appointment.",
+    "first_message": "Hi {first_name}, this is Acme Dental. Can you make it on Tuesday?",
+    "session": {"outbound_greeting": "immediate", "user_away_timeout": 30},
+    "providers": {
+        "vad": {"type": "silero", "sample_rate": 8000},
+        "stt": {"type": "whisper"},
+        "llm": {
+            "type": "scripted",
+            "script": {
+                "fallback": "Sorry, could you say that again?",
+                "intents": [
+                    {
+                        "name": "confirm",
+                        "match": ["yes", "works", "sure"],
+                        "reply": "Great, see you on Tuesday, {first_name}. Goodbye.",
+                    }
+                ],
+            },
+        },
+        "tts": {"type": "piper"},
+    },
+}
+
+
+async def test_campaign_calls_are_answered_by_the_voice_agent(
+    dialer_env: DialerEnv,
+    worker_factory: Callable[[], CallWorker],
+    phones: PhoneFactory,
+    tmp_path: Path,
+) -> None:
+    from callfleet.agents.providers.piper import PiperTTS
+    from callfleet.dialer.models import AgentConfig, CallResult
+
+    # The callee: silent while the greeting plays, then "Yes, Tuesday works for me."
+    tts = PiperTTS()
+    words = np.concatenate([f.samples async for f in tts.synthesize("Yes, Tuesday works for me.")])
+    pause = np.zeros(int(9.0 * tts.sample_rate), np.int16)
+    answer = tmp_path / "answer.wav"
+    write_wav(answer, np.concatenate([pause, words]), tts.sample_rate)
+    phone = await phones(PhoneScript(play=[str(answer)], hangup_after_s=16.0))
+    campaign_id = setup_campaign(dialer_env, phone, "phone,first_name\n+12125550101,Dana\n")
+    with transaction(dialer_env.sessions) as s:
+        campaign = s.get(Campaign, campaign_id)
+        assert campaign is not None
+        config = AgentConfig(tenant_id=campaign.tenant_id, name="reminder", definition=VOICE_AGENT)
+        s.add(config)
+        s.flush()
+        campaign.agent_config_id = config.id
+    worker = worker_factory()
+    await worker.ready()
+    await run_ticks(dialer_env, campaign_id, timeout_s=60)
+    with dialer_env.sessions() as s:
+        result = s.scalars(select(CallResult)).one()
+    said = [(t["role"], t["content"]) for t in result.transcript if t["type"] == "message"]
+    assert said[0] == ("assistant", VOICE_AGENT["first_message"].replace("{first_name}", "Dana"))
+    assert said[1][0] == "user" and "works" in said[1][1].lower()
+    assert said[2] == ("assistant", "Great, see you on Tuesday, Dana. Goodbye.")
+    turns = result.metrics["turns"]
+    assert len(turns) == 1 and turns[0]["e2e_latency_ms"] > 0
+    assert result.outcome == "completed" and result.metrics["close_reason"] == "call_ended"
