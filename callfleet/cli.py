@@ -220,6 +220,31 @@ def _scheduler(loglevel: str) -> int:
     os.execv(sys.executable, argv)
 
 
+def _dtmf(files: list[str], *, as_json: bool) -> int:
+    """Digits in each file, in order; a file that cannot be read is reported on stderr
+    (and the exit status is 2) without stopping the others."""
+    from callfleet.media.dtmf_detect import detect_file
+
+    status = 0
+    for path in files:
+        try:
+            tones = detect_file(path)
+        except (OSError, ValueError) as e:
+            print(f"callfleet dtmf: {path}: {e}", file=sys.stderr)
+            status = 2
+            continue
+        digits = "".join(t.digit for t in tones)
+        if as_json:
+            events = [
+                {"digit": t.digit, "start_ms": round(t.start_ms), "end_ms": round(t.end_ms)}
+                for t in tones
+            ]
+            print(json.dumps({"file": path, "digits": digits, "events": events}), flush=True)
+        else:
+            print(f"{path}: {digits or '(none)'}", flush=True)
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="callfleet", description=__doc__)
     parser.add_argument("--log-level", default="WARNING", help="Python log level (WARNING)")
@@ -237,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         "scheduler", help="run the scheduling side: the tick, webhook delivery, Celery beat"
     )
     sub.add_parser("migrate", help="create or upgrade the database schema")
+    dtmf = sub.add_parser("dtmf", help="find in-band DTMF digits in WAV files")
+    dtmf.add_argument("files", nargs="+", help="WAV files (any rate, mono or stereo)")
+    dtmf.add_argument("--json", action="store_true", help="one JSON object per file and line")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -254,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
             return Supervisor(args.calls, sip_port=args.sip_port, loglevel=args.log_level).run()
         if args.command == "scheduler":
             return _scheduler(args.log_level)
+        if args.command == "dtmf":
+            return _dtmf(args.files, as_json=args.json)
         if args.command == "migrate":
             from callfleet.dialer.db import migrate
             from callfleet.settings import get_settings

@@ -133,3 +133,22 @@ async def test_demo_runs_and_passes() -> None:
     code, out, err = await run_cli("demo", timeout_s=120)
     assert code == 0, out + err
     assert "demo passed" in out and "webhooks received and verified: 7" in out
+
+
+async def test_dtmf_command_finds_in_band_digits_in_files(tmp_path: Path) -> None:
+    from callfleet.media.tones import dtmf_sequence
+
+    menu = tmp_path / "menu.wav"
+    write_wav(menu, dtmf_sequence("12#", 16000, tone_ms=80, gap_ms=120), 16000)
+    quiet = tmp_path / "quiet.wav"
+    write_wav(quiet, sine(440, 500, 8000), 8000)
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF....WAVEjunk")
+    code, out, err = await run_cli("dtmf", str(menu), str(broken), str(quiet), "--json")
+    assert code == 2  # one file was unreadable; the others were still analysed
+    assert f"{broken}: " in err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [(r["file"], r["digits"]) for r in lines] == [(str(menu), "12#"), (str(quiet), "")]
+    starts = [e["start_ms"] for e in lines[0]["events"]]
+    assert [abs(s - t) <= 15 for s, t in zip(starts, (0, 200, 400), strict=True)] == [True] * 3
+    assert all(70 <= e["end_ms"] - e["start_ms"] <= 90 for e in lines[0]["events"])
