@@ -26,8 +26,9 @@ from callfleet.workers.supervisor import call_host_command
 
 Out = Callable[[str], None]
 SECRET = "demo-secret"
-NETWORK = {
-    "+12125550101": ({"tone_hz": 440.0, "dtmf": "1", "dtmf_after_s": 0.5}, "completed", 1),
+NETWORK: dict[str, tuple[dict[str, object], str, int]] = {
+    # Answers and talks with the voice agent (its words are added in run_campaign_demo).
+    "+12125550101": ({"silent": False, "hangup_after_s": 17.0}, "completed", 1),
     "+12125550102": ({"answer": "reject", "reject_code": 486}, "busy", 2),
     "+12125550103": ({"answer": "ignore", "ring_s": 0.1}, "no_answer", 2),
     "+12125550104": ({"answer": "reject", "reject_code": 404}, "invalid_number", 1),
@@ -38,6 +39,60 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+#: The campaign's voice agent: offline models (Silero, Whisper, Piper) and a scripted
+#: dialogue, with the contact's name in its greeting.
+VOICE_AGENT: dict[str, object] = {
+    "name": "reminder",
+    "instructions": "You remind {name} of their appointment on Tuesday at 3 pm.",
+    "first_message": "Hi {name}, this is Acme Dental about your appointment on Tuesday "
+    "at 3 pm. Can you still make it?",
+    "session": {"outbound_greeting": "immediate", "user_away_timeout": 30},
+    "providers": {
+        "vad": {"type": "silero", "sample_rate": 8000},
+        "stt": {"type": "whisper"},
+        "tts": {"type": "piper"},
+        "llm": {
+            "type": "scripted",
+            "script": {
+                "fallback": "Sorry, I didn't catch that. Can you make it on Tuesday?",
+                "intents": [
+                    {
+                        "name": "confirm",
+                        "match": ["yes", "i can", "sure", "make it"],
+                        "reply": "Great, we will see you on Tuesday at 3 pm. Goodbye!",
+                    },
+                    {
+                        "name": "decline",
+                        "match": ["no", "cannot", "can't"],
+                        "reply": "No problem, our office will call you to reschedule.",
+                    },
+                ],
+            },
+        },
+    },
+}
+#: What the answering contact says, after the greeting.
+CALLEE_WORDS = "Yes, I can make it."
+CALLEE_PAUSE_S = 10.0
+
+
+def _callee_wav(path: Path) -> None:
+    """The answering contact's side: silence while the agent greets, then words."""
+    import numpy as np
+
+    from callfleet.agents.providers.piper import PiperTTS
+    from callfleet.media.wav import write_wav
+
+    async def speak() -> tuple[np.ndarray, int]:
+        tts = PiperTTS(length_scale=1.1)
+        frames = [f.samples async for f in tts.synthesize(CALLEE_WORDS)]
+        return np.concatenate(frames), tts.sample_rate
+
+    words, rate = asyncio.run(speak())
+    pause = np.zeros(int(CALLEE_PAUSE_S * rate), np.int16)
+    write_wav(path, np.concatenate([pause, words]), rate)
 
 
 class WebhookReceiver:
@@ -130,6 +185,7 @@ async def run_campaign_demo(out: Out) -> bool:
     from callfleet.dialer.db import make_engine, make_sessionmaker, migrate, transaction, utcnow
     from callfleet.dialer.models import (
         AgentConfig,
+        CallResult,
         Campaign,
         CampaignStatus,
         Contact,
@@ -139,8 +195,6 @@ async def run_campaign_demo(out: Out) -> bool:
     )
     from callfleet.dialer.scheduler import tick
     from callfleet.dialer.webhooks import deliver_due
-    from callfleet.media.tones import sine
-    from callfleet.media.wav import write_wav
     from callfleet.sip.testing import PhoneScript, TestPhone
 
     workdir = Path(tempfile.mkdtemp(prefix="callfleet-campaign-"))
@@ -156,24 +210,20 @@ async def run_campaign_demo(out: Out) -> bool:
         "CALLFLEET_SIP_PORT": "0",
         "CALLFLEET_RING_TIMEOUT_S": "3",
     }
-    redis_proc, worker, worker_log = _start_processes(workdir, redis_server, redis_port, env)
     from celery import Celery
 
     sender = Celery(broker=env["CALLFLEET_REDIS_URL"])
     receiver = WebhookReceiver()
     await receiver.start()
-    script = PhoneScript(
-        silent=True, hangup_after_s=1.5, by_callee={n: o for n, (o, _, _) in NETWORK.items()}
-    )
+    callee_wav = workdir / "callee.wav"
+    await asyncio.to_thread(_callee_wav, callee_wav)
+    network: dict[str, dict[str, object]] = {n: dict(o) for n, (o, _, _) in NETWORK.items()}
+    network["+12125550101"]["play"] = [str(callee_wav)]
+    script = PhoneScript(silent=True, hangup_after_s=1.5, by_callee=network)
     phone = await TestPhone(script, name="network").start()
+    redis_proc: subprocess.Popen[bytes] | None = None
     ok = True
     try:
-        for _ in range(150):
-            if " ready." in worker_log.read_text(errors="replace"):
-                break
-            await asyncio.sleep(0.2)
-        greeting = workdir / "greeting.wav"
-        write_wav(greeting, sine(523, 800, 8000, amplitude_dbfs=-14), 8000)
         with transaction(sessions) as s:
             tenant = Tenant(name="demo")
             s.add(tenant)
@@ -183,11 +233,7 @@ async def run_campaign_demo(out: Out) -> bool:
                 name="simulated",
                 config={"host": f"127.0.0.1:{phone.ports['udp']}"},
             )
-            agent = AgentConfig(
-                tenant_id=tenant.id,
-                name="greeter",
-                definition={"greeting_wav": str(greeting), "max_duration_s": 5},
-            )
+            agent = AgentConfig(tenant_id=tenant.id, name="reminder", definition=VOICE_AGENT)
             s.add_all([trunk, agent])
             s.add(
                 WebhookSubscription(
@@ -216,6 +262,13 @@ async def run_campaign_demo(out: Out) -> bool:
             report = import_contacts(s, campaign, csv_rows(rows + "not-a-number,broken\n"))
             control(s, campaign.id, "start", utcnow())
             campaign_id = campaign.id
+        # The call host starts after the agent config exists, so that it loads the
+        # agent's models while it starts up.
+        redis_proc, worker, worker_log = _start_processes(workdir, redis_server, redis_port, env)
+        for _ in range(150):
+            if " ready." in worker_log.read_text(errors="replace"):
+                break
+            await asyncio.sleep(0.2)
         out(
             f"\n== campaign: {report.imported} contacts imported, "
             f"{len(report.rejected)} rejected ({report.rejected[0].reason})"
@@ -258,10 +311,33 @@ async def run_campaign_demo(out: Out) -> bool:
             f"bad signatures: {receiver.bad_signatures}"
         )
         ok = ok and done and types.count("call.completed") == 6 and not receiver.bad_signatures
+        with sessions() as s:
+            answered = contacts["+12125550101"]
+            talk = s.scalars(
+                select(CallResult).where(CallResult.outcome == "completed")
+            ).one_or_none()
+        out(f"\n   the voice agent's call with {answered.phone_e164} ({answered.name}):")
+        said = [
+            (t["role"], t["content"])
+            for t in (talk.transcript if talk is not None else [])
+            if t["type"] == "message"
+        ]
+        for role, text in said:
+            out(f"     {'agent' if role == 'assistant' else 'user '}: {text}")
+        turns = talk.metrics.get("turns", []) if talk is not None else []
+        for turn in turns:
+            out(
+                f"     (reply latency: {turn['e2e_latency_ms']:.0f} ms from the end of speech, "
+                f"transcript {turn['stt_delay_ms']:.0f} ms, first audio "
+                f"{turn['tts_ttfb_ms']:.0f} ms after the text)"
+            )
+        confirmed = [t for r, t in said if r == "assistant" and "see you on Tuesday" in t]
+        ok = ok and len(said) >= 3 and bool(confirmed)
     finally:
         await phone.stop()
         await receiver.stop()
-        await asyncio.to_thread(_stop_processes, redis_proc, worker)
+        if redis_proc is not None:
+            await asyncio.to_thread(_stop_processes, redis_proc, worker)
     return ok
 
 

@@ -129,10 +129,13 @@ async def test_bad_wav_is_refused_before_dialling(phones: PhoneFactory, tmp_path
     assert phone.find("incoming") == []
 
 
+@pytest.mark.timeout(300)
 async def test_demo_runs_and_passes() -> None:
-    code, out, err = await run_cli("demo", timeout_s=120)
+    code, out, err = await run_cli("demo", timeout_s=280)
     assert code == 0, out + err
     assert "demo passed" in out and "webhooks received and verified: 7" in out
+    assert "user : Yes, I can make it." in out  # the voice agent heard the callee
+    assert "agent: Great, we will see you on Tuesday at 3 pm. Goodbye!" in out
 
 
 async def test_dtmf_command_finds_in_band_digits_in_files(tmp_path: Path) -> None:
