@@ -610,9 +610,9 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
         self._spawn(self._user_turn(turn))
 
     async def _user_turn(self, turn: UserTurn) -> None:
-        interrupted = self._interruption.handle if self._interruption is not None else None
         self._interrupt_for_real()
-        if interrupted is not None:
+        interrupted = self.current_speech
+        if interrupted is not None and interrupted.interrupt_requested and not interrupted.done():
             # Its partial text goes into the conversation before the words that cut it.
             try:
                 await asyncio.wait_for(interrupted.wait_for_playout(), 2.0)

@@ -118,8 +118,8 @@ class PostgresServer(PeerProcess):
         if not name.replace("_", "").isalnum():
             raise ValueError(f"database name must be letters, digits and _: {name!r}")
         with psycopg.connect(self.dsn, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name}")  # type: ignore[arg-type]
-            conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
+            conn.execute(f"DROP DATABASE IF EXISTS {name}")
+            conn.execute(f"CREATE DATABASE {name}")
         return f"postgresql+psycopg://{SUPERUSER}@{HOST}:{self.port}/{name}"
 
     def _dsn(self, database: str) -> str:
