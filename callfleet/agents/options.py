@@ -71,6 +71,18 @@ class SessionOptions:
     callee_first_timeout: float = 3.0
     #: Consecutive unrecoverable LLM/TTS errors tolerated; one more closes the session.
     max_unrecoverable_errors: int = 3
+    # -- DTMF and IVR (callfleet.agents.dtmf, callfleet.agents.ivr) --
+    #: Listen for DTMF tones in the callee's audio, for carriers that send no RFC 4733
+    #: or SIP INFO digits (it stops once digits arrive out of band).
+    inband_dtmf: bool = False
+    #: Give the digits the callee presses to the LLM as a user message (after 2 s
+    #: without a key, or at ``#``), which it replies to.
+    dtmf_to_llm: bool = False
+    #: Recognise a phone menu (IVR) and let an ``IVRNavigator`` work through it towards
+    #: ``ivr_goal``; the agent takes the call back when a person answers.
+    ivr_detection: bool = False
+    #: What the IVR navigator tries to reach, in words for its LLM.
+    ivr_goal: str = "reach a human"
 
     def __post_init__(self) -> None:
         for name in (
@@ -91,6 +103,8 @@ class SessionOptions:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if not isinstance(self.ivr_goal, str) or not self.ivr_goal.strip():
+            raise ValueError(f"ivr_goal must be a non-empty string, got {self.ivr_goal!r}")
         if self.outbound_greeting not in ("immediate", "after_callee"):
             raise ValueError(
                 f"outbound_greeting must be 'immediate' or 'after_callee', "

@@ -16,6 +16,9 @@ agent's activity, which speaks the reply. Events (``session.on(name, handler)``)
 - ``agent_false_interruption`` (SpeechHandle): an interruption with no words; the
   speech resumed when ``resume_false_interruption``
 - ``error`` (Exception, source)
+- ``dtmf_received`` (DtmfReceived), ``dtmf_sending`` (digits), ``dtmf_sent`` (digits):
+  see ``callfleet.agents.dtmf``
+- ``ivr_detected`` (prompt), ``ivr_outcome`` (IvrOutcome): see ``callfleet.agents.ivr``
 - ``close`` (CloseEvent)
 """
 
@@ -33,7 +36,9 @@ from callfleet.agents.agent import Agent, AgentTask, ModelSettings, StopResponse
 from callfleet.agents.aio import cancel_and_wait
 from callfleet.agents.call_io import AgentCall
 from callfleet.agents.chat import ChatContext, ChatItem, ChatMessage, ChatRole
+from callfleet.agents.dtmf import DTMFHandler, SessionDtmf
 from callfleet.agents.errors import AgentError
+from callfleet.agents.ivr import IVRMonitor
 from callfleet.agents.options import NOT_GIVEN, SessionOptions
 from callfleet.agents.providers.base import LLM, STT, TTS, VAD, ToolChoice, VADEvent
 from callfleet.agents.recognition import AudioRecognition, UserTurn
@@ -112,6 +117,11 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
         outbound_greeting: str | Any = NOT_GIVEN,
         callee_first_timeout: float | Any = NOT_GIVEN,
         max_unrecoverable_errors: int | Any = NOT_GIVEN,
+        inband_dtmf: bool | Any = NOT_GIVEN,
+        dtmf_to_llm: bool | Any = NOT_GIVEN,
+        ivr_detection: bool | Any = NOT_GIVEN,
+        ivr_goal: str | Any = NOT_GIVEN,
+        dtmf_handler: DTMFHandler | None = None,
     ) -> None:
         """Options are documented (with units and defaults) on ``SessionOptions``;
         an agent may change some of them while it runs (``Agent(turn_handling=...)``)."""
@@ -132,6 +142,10 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
             outbound_greeting=outbound_greeting,
             callee_first_timeout=callee_first_timeout,
             max_unrecoverable_errors=max_unrecoverable_errors,
+            inband_dtmf=inband_dtmf,
+            dtmf_to_llm=dtmf_to_llm,
+            ivr_detection=ivr_detection,
+            ivr_goal=ivr_goal,
         )
         self.text_transforms = resolve_transforms(self.options.tts_text_transforms)
         self.stt, self.vad, self.llm, self.tts = stt, vad, llm, tts
@@ -158,6 +172,12 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
         self.away_task: asyncio.Task[None] | None = None
         self.start_task: asyncio.Task[None] | None = None
         self._tasks_owned: set[asyncio.Task[None]] = set()
+        #: DTMF received and sent on the call (callfleet.agents.dtmf).
+        self.dtmf = SessionDtmf(self)
+        if dtmf_handler is not None:
+            dtmf_handler.attach(self)
+        #: Phone menu detection and navigation, with ``ivr_detection``.
+        self.ivr: IVRMonitor | None = None
 
     # -- accessors ----------------------------------------------------------------------------
 
@@ -212,6 +232,9 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
         vad = self._resolve(agent, "vad")
         self._recognition = AudioRecognition(self, vad.stream(), lambda: self._options_now)
         call.on("ended", self._on_call_ended)
+        call.on("dtmf", self.dtmf.on_call_dtmf)
+        if self.options.ivr_detection:
+            self.ivr = IVRMonitor(self)
         # The greeting is never spoken into ringback: wait for the answer first.
         if not await call.wait_answered():
             await self.aclose(reason="not_answered")
@@ -245,6 +268,7 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
             async for frame in call.audio_in:
                 if "early" in frame.flags:
                     continue  # ringback and carrier announcements are not the callee
+                self.dtmf.push_audio(frame)  # in-band tones, with inband_dtmf
                 await recognition.push_frame(frame)
         except asyncio.CancelledError:
             raise
@@ -273,6 +297,7 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
         self._closing = True
         self.log.info("agent session closing: %s", reason)
         await cancel_and_wait(self.away_task, self.audio_task)
+        self.dtmf.close()
         while self._stack:
             activity = self._stack.pop()
             await activity.aclose()
@@ -611,6 +636,8 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
 
     async def _user_turn(self, turn: UserTurn) -> None:
         self._interrupt_for_real()
+        if self.ivr is not None and self.ivr.take_turn(turn.text):
+            return  # a phone menu: the IVR navigator has the call now
         interrupted = self.current_speech
         if interrupted is not None and interrupted.interrupt_requested and not interrupted.done():
             # Its partial text goes into the conversation before the words that cut it.

@@ -236,3 +236,14 @@ class ToneTTS:
 
     async def aclose(self) -> None:
         pass
+
+
+# Phone menu (IVR) phrases for tests/integration/test_agent_dtmf_ivr.py: frequencies
+# kept 50 Hz or more from the other words, the 1700 Hz "noise" and the DTMF tones.
+TONE_WORDS.update(
+    {
+        1550: "For billing, press 2. For sales, press 3.",
+        1800: "To speak to a person, press 1.",
+        2000: "Hi, this is Alex, how can I help?",
+    }
+)

@@ -43,6 +43,8 @@ class Phone:
         self.scripts: dict[str, PhoneScript] = {}
         self.calls: dict[str, Call] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: Keys each call received, for its IVR.
+        self.keys: dict[str, asyncio.Queue[str]] = {}
 
     def emit(self, event: str, **data: Any) -> None:
         _EVENTS.write(json.dumps({"event": event, "t": time.time(), **data}) + "\n")
@@ -67,17 +69,20 @@ class Phone:
     def track(self, call: Call, origin: str, script: PhoneScript | None = None) -> None:
         self.calls[call.id] = call
         self.scripts[call.id] = script or self.script
+        keys = self.keys[call.id] = asyncio.Queue()
         call.on("state", lambda s: self.emit("state", call=call.id, state=s.value))
-        call.on(
-            "dtmf",
-            lambda e: self.emit(
+
+        def on_dtmf(e: Any) -> None:
+            self.emit(
                 "dtmf",
                 call=call.id,
                 digit=e.digit,
                 method=e.method.value,
                 duration_ms=e.duration_ms,
-            ),
-        )
+            )
+            keys.put_nowait(e.digit)
+
+        call.on("dtmf", on_dtmf)
         call.on(
             "transfer_request",
             lambda target, code, new: self.on_transfer(call, target, code, new),
@@ -122,10 +127,13 @@ class Phone:
         if s.record_dir and s.record_stereo:
             path = os.path.join(s.record_dir, f"{call.id}.wav")
             call.start_recording(path)
+            self.emit("recording_started", call=call.id, path=path)
             call.on("ended", lambda _: self.emit("recorded", call=call.id, path=path))
         elif s.record_dir:
             self.spawn(self.record(call, os.path.join(s.record_dir, f"{call.id}.wav")))
-        if not s.silent:
+        if s.ivr is not None:
+            self.spawn(self.ivr(call, s))
+        elif not s.silent:
             self.spawn(self.talk(call))
         if call.direction == "outbound":
             self.spawn(self.after_answer(call))
@@ -152,6 +160,49 @@ class Phone:
                     pos = (pos + frame) % len(chunk)
                     out.write(take.astype(np.int16), rate)
                 await asyncio.sleep(FRAME_MS / 1000)
+
+    async def ivr(self, call: Call, script: PhoneScript) -> None:
+        """Play the phone menu of ``script.ivr`` (see ``PhoneScript``)."""
+        assert script.ivr is not None and call.audio_out is not None
+        if call.direction == "outbound" and not await call.wait_answered():
+            return
+        out = call.audio_out
+        keys = self.keys[call.id]
+        root: dict[str, Any] = script.ivr
+        node, path, repeat = root, "", 0
+        while not call.is_ended:
+            if "human" in node:
+                samples, _ = read_wav(node["human"], sample_rate=out.sample_rate)
+                out.clear()
+                out.write(samples, out.sample_rate)
+                out.finish()
+                self.emit("ivr_human", call=call.id, path=path)
+                return
+            samples, _ = read_wav(node["prompt"], sample_rate=out.sample_rate)
+            out.clear()
+            out.write(samples, out.sample_rate)
+            out.finish()
+            self.emit("ivr_prompt", call=call.id, node=node["prompt"], path=path, repeat=repeat)
+            wait_s = len(samples) / out.sample_rate + script.ivr_repeat_s
+            try:
+                digit = await asyncio.wait_for(keys.get(), wait_s)
+            except TimeoutError:
+                repeat += 1
+                if repeat > script.ivr_max_repeats:
+                    self.emit("ivr_gave_up", call=call.id, path=path)
+                    await call.hangup()
+                    return
+                continue
+            out.clear()  # a key cuts the prompt short
+            child = node.get("options", {}).get(digit)
+            self.emit(
+                "ivr_digit", call=call.id, digit=digit, node=node["prompt"], accepted=bool(child)
+            )
+            repeat = 0
+            if child == "root":
+                node, path = root, ""
+            elif child is not None:
+                node, path = child, path + digit
 
     async def record(self, call: Call, path: str) -> None:
         assert call.audio_out is not None

@@ -19,6 +19,15 @@ class PhoneScript:
     phone hears, one mono WAV per call (``record_stereo``: both directions, stereo).
     ``dtmf`` sends digits ``dtmf_after_s`` after the answer. ``refer_code`` answers
     REFER (202 accepts). ``hangup_after_s`` hangs up.
+
+    ``ivr`` makes the phone a phone menu (IVR) instead: a tree of nodes, each either
+    ``{"prompt": WAV, "options": {key: node | "root"}}`` (the prompt plays; a key with an
+    option goes there, ``"root"`` back to the top; any other key replays the prompt;
+    a key cuts the prompt short) or ``{"human": WAV}`` (a person answers: the WAV plays
+    and the menu is over). Keys arrive as DTMF (RFC 4733 or SIP INFO). A prompt replays
+    ``ivr_repeat_s`` after it played if no key came, ``ivr_max_repeats`` times, then the
+    phone hangs up. Events: ``ivr_prompt`` (node, path, repeat), ``ivr_digit`` (digit,
+    node, accepted), ``ivr_human`` (path), ``ivr_gave_up``.
     """
 
     answer: str = "answer"
@@ -41,10 +50,18 @@ class PhoneScript:
     #: Per dialled number (the Request-URI user, e.g. "+15550100"): fields that replace
     #: the ones above for calls to that number — a simulated phone network in one phone.
     by_callee: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: A phone menu tree (see above); ``None``: no menu.
+    ivr: dict[str, Any] | None = None
+    #: Quiet after a prompt before it plays again (s).
+    ivr_repeat_s: float = 3.0
+    #: Replays of one prompt without a key before the phone hangs up.
+    ivr_max_repeats: int = 3
 
     def __post_init__(self) -> None:
         if self.answer not in ("answer", "reject", "ignore"):
             raise ValueError(f"script answer must be answer, reject or ignore: {self.answer!r}")
+        if self.ivr is not None:
+            check_ivr_node(self.ivr, "ivr")
 
     def for_callee(self, callee: str | None) -> PhoneScript:
         """The script for a call to ``callee``: this one, with its overrides applied."""
@@ -66,3 +83,23 @@ class PhoneScript:
         if unknown:
             raise ValueError(f"unknown test phone script keys: {sorted(unknown)}")
         return cls(**data)
+
+
+def check_ivr_node(node: Any, where: str) -> None:
+    """Raise ``ValueError`` naming the first malformed node of an IVR tree."""
+    if not isinstance(node, dict):
+        raise ValueError(f"{where} must be an object, got {node!r}")
+    if "human" in node:
+        if set(node) != {"human"} or not isinstance(node["human"], str):
+            raise ValueError(f"{where} must be exactly {{'human': WAV path}}, got {node!r}")
+        return
+    if not isinstance(node.get("prompt"), str):
+        raise ValueError(f"{where} has no 'prompt' (a WAV path): {node!r}")
+    unknown = set(node) - {"prompt", "options"}
+    if unknown:
+        raise ValueError(f"{where} has unknown keys {sorted(unknown)}")
+    for key, child in node.get("options", {}).items():
+        if len(key) != 1 or key not in "0123456789*#ABCD":
+            raise ValueError(f"{where}.options key {key!r} is not one DTMF key")
+        if child != "root":
+            check_ivr_node(child, f"{where}.options[{key}]")
