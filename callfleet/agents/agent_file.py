@@ -210,6 +210,13 @@ class _Providers(Section):
     tts: Any = None
 
 
+class TransferSection(Section):
+    """``transfer``: where the LLM may hand a caller (names it can pick → addresses)."""
+
+    destinations: dict[str, str] = Field(min_length=1)
+    default_mode: Literal["blind", "warm"] = "warm"
+
+
 class AgentFile(Section):
     """The top level of an agent file (see the module docstring)."""
 
@@ -220,6 +227,7 @@ class AgentFile(Section):
     session: dict[str, Any] = {}
     providers: _Providers = _Providers()
     tools: list[ToolSection] = []
+    transfer: TransferSection | None = None
 
     def check_tool_names(self, source: str) -> None:
         """Tool names are unique (checked after validation, to name the tool's path)."""

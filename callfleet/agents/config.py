@@ -33,6 +33,9 @@ Format (only ``name``, ``instructions`` and ``providers.llm`` are required)::
             type: string                  # description, enum, items (of an array)
             description: The slot, e.g. Tuesday 3 pm.
         required: [slot]                  # the arguments the LLM must give
+    transfer:                             # a transfer_call tool (transfer.py)
+      destinations: {billing: "sip:billing@pbx.example", manager: "+15550100"}
+      default_mode: warm                  # or blind; the LLM picks a name, never an address
 
 Providers, by ``type`` (options are the keyword arguments of the provider class, whose
 docstring gives units and defaults; ``model_path``/``model_dir`` are relative to the
@@ -105,6 +108,7 @@ from callfleet.agents.provider_specs import (
     provider_specs,
 )
 from callfleet.agents.session import AgentSession
+from callfleet.agents.transfer import make_transfer_tool
 
 __all__ = ["AgentConfigError", "AgentDefinition"]
 
@@ -234,6 +238,12 @@ class AgentDefinition:
             except ValueError as e:
                 raise AgentConfigError(self.source, f"tools[{index}].url", str(e)) from None
             tools.append(http_tool(spec, variables=values))
+        if file.transfer is not None:
+            tools.append(
+                make_transfer_tool(
+                    file.transfer.destinations, default_mode=file.transfer.default_mode
+                )
+            )
         first = file.first_message
         return Agent(
             instructions=self._fill("instructions", file.instructions, values, environ),

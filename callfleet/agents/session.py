@@ -43,6 +43,13 @@ from callfleet.agents.options import NOT_GIVEN, SessionOptions
 from callfleet.agents.providers.base import LLM, STT, TTS, VAD, ToolChoice, VADEvent
 from callfleet.agents.recognition import AudioRecognition, UserTurn
 from callfleet.agents.speech import SpeechHandle, TurnMetrics
+from callfleet.agents.transfer import (
+    TransferBackend,
+    TransferMode,
+    TransferOptions,
+    TransferOutcome,
+    transferer_for,
+)
 from callfleet.agents.transforms import TextTransform, resolve_transforms
 from callfleet.events import EventEmitter
 from callfleet.media.frame import AudioFrame
@@ -122,9 +129,13 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
         ivr_detection: bool | Any = NOT_GIVEN,
         ivr_goal: str | Any = NOT_GIVEN,
         dtmf_handler: DTMFHandler | None = None,
+        transfer_backend: TransferBackend | None = None,
+        transfer_options: TransferOptions | None = None,
     ) -> None:
         """Options are documented (with units and defaults) on ``SessionOptions``;
-        an agent may change some of them while it runs (``Agent(turn_handling=...)``)."""
+        an agent may change some of them while it runs (``Agent(turn_handling=...)``).
+        ``transfer_backend`` dials and bridges for ``transfer_call`` (the SIP one is
+        ``callfleet.sip.transfer_backend.SipTransferBackend``)."""
         super().__init__()
         self.options = SessionOptions().updated(
             allow_interruptions=allow_interruptions,
@@ -178,6 +189,8 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
             dtmf_handler.attach(self)
         #: Phone menu detection and navigation, with ``ivr_detection``.
         self.ivr: IVRMonitor | None = None
+        self.transfer_backend = transfer_backend
+        self.transfer_options = transfer_options
 
     # -- accessors ----------------------------------------------------------------------------
 
@@ -441,6 +454,17 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
             tool_choice=tool_choice,
             allow_interruptions=allow_interruptions,
         )
+
+    async def transfer_call(
+        self, target: str, *, mode: TransferMode = "blind", summary: str | None = None
+    ) -> TransferOutcome:
+        """Hand the call to a human at ``target``: ``blind`` (REFER, falling back to dial
+        and bridge when the trunk refuses it) or ``warm`` (hold, brief the human, bridge);
+        see ``callfleet.agents.transfer``."""
+        if self.transfer_backend is None:
+            raise AgentError("no transfer_backend configured for this session")
+        transferer = transferer_for(self, self.transfer_backend, options=self.transfer_options)
+        return await transferer.transfer(target, mode=mode, summary=summary)
 
     def interrupt(self, *, force: bool = False) -> None:
         """Stop what the agent is saying (``force``: even a non-interruptible speech)."""

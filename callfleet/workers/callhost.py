@@ -30,6 +30,7 @@ from callfleet.agents.errors import AgentError
 from callfleet.agents.espeak import TtsError, synthesize
 from callfleet.agents.runner import AgentRun, run_agent
 from callfleet.agents.session import AgentSession
+from callfleet.agents.transfer import TransferOutcome
 from callfleet.dialer import state
 from callfleet.dialer.commands import CallCommand, channel_of, reply
 from callfleet.dialer.db import make_engine, make_sessionmaker, transaction, utcnow
@@ -51,6 +52,7 @@ from callfleet.sip.config import EndpointConfig, Transport, TransportSpec, Trunk
 from callfleet.sip.endpoint import IncomingCall, SipEndpoint
 from callfleet.sip.errors import CapacityError, SipError
 from callfleet.sip.status import CallState
+from callfleet.sip.transfer_backend import SipTransferBackend
 from callfleet.workers.agent import (
     AgentPlan,
     PlaybackAgentConfig,
@@ -322,7 +324,7 @@ class CallHost:
             if await call.wait_answered():
                 ring_s = time.monotonic() - started
                 if isinstance(plan.agent, VoiceAgentConfig):
-                    run = await self._run_voice_agent(call, plan.attempt_id, plan.agent)
+                    run = await self._run_voice_agent(call, plan, plan.agent)
                 else:
                     await run_playback_agent(call, plan.agent)
             await call.wait_ended(30)
@@ -344,10 +346,7 @@ class CallHost:
             config.definition, source=f"agent config {config.config_id}"
         )
         if cached is not None:  # the old one's providers close when its calls are done
-            old = cached[1]
-            task = asyncio.ensure_future(self._close_when_idle(old))
-            self._inbound_tasks.add(task)
-            task.add_done_callback(self._inbound_tasks.discard)
+            self._spawn(self._close_when_idle(cached[1]))
         self._definitions[config.config_id] = (config.definition, definition)
         return definition
 
@@ -360,19 +359,46 @@ class CallHost:
         await definition.aclose()
 
     async def _run_voice_agent(
-        self, call: Call, attempt_id: str, config: VoiceAgentConfig
+        self, call: Call, plan: AttemptPlan, config: VoiceAgentConfig
     ) -> AgentRun:
+        attempt_id = plan.attempt_id
+        assert self.endpoint is not None
+        backend = SipTransferBackend(
+            self.endpoint, trunk=plan.trunk.name if plan.trunk is not None else None
+        )
         try:
-            session, agent = self._definition(config).build(config.variables)
+            session, agent = self._definition(config).build(
+                config.variables, transfer_backend=backend
+            )
         except AgentConfigError as e:
             log.error("call %s: agent config cannot run: %s; hanging up", attempt_id, e)
             await call.hangup()
             return AgentRun(call_id=call.id, close_reason="error", errors=[f"config: {e}"])
         self._sessions[attempt_id] = session
+
+        def transfer_done(outcome: TransferOutcome) -> None:
+            self._spawn(self._record_transfer(plan, outcome))
+
+        session.on("transfer_completed", transfer_done)
         try:
             return await run_agent(session, agent, call, max_duration_s=self.settings.max_call_s)
         finally:
             self._sessions.pop(attempt_id, None)
+
+    async def _record_transfer(self, plan: AttemptPlan, outcome: TransferOutcome) -> None:
+        """A transfer by the agent: a call event with its outcome, and the webhook."""
+        data = outcome.as_dict()
+        event = CallEvent(attempt_id=plan.attempt_id, type="transfer", data=data)
+        await self._db(lambda s: s.add(event))
+        if outcome.ok:
+            await self._transferred(
+                plan.attempt_id, plan.tenant_id, outcome.target, mode=outcome.mode
+            )
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._inbound_tasks.add(task)
+        task.add_done_callback(self._inbound_tasks.discard)
 
     # -- live-call commands ---------------------------------------------------------------
 
@@ -398,9 +424,7 @@ class CallHost:
         except ValueError as e:
             log.error("ignoring a malformed call command: %s", e)
             return
-        task = asyncio.ensure_future(self._execute(command))
-        self._inbound_tasks.add(task)
-        task.add_done_callback(self._inbound_tasks.discard)
+        self._spawn(self._execute(command))
 
     async def _execute(self, command: CallCommand) -> None:
         assert self.redis is not None
@@ -451,8 +475,10 @@ class CallHost:
         call.audio_out.finish()
         return await call.audio_out.wait_played()
 
-    async def _transferred(self, attempt_id: str, tenant_id: str, target: str) -> None:
-        data = {"attempt_id": attempt_id, "target": target, "mode": "blind"}
+    async def _transferred(
+        self, attempt_id: str, tenant_id: str, target: str, *, mode: str = "blind"
+    ) -> None:
+        data = {"attempt_id": attempt_id, "target": target, "mode": mode}
         key = f"call.transferred:{attempt_id}"
         await self._db(
             lambda s: enqueue_webhook(s, tenant_id, "call.transferred", key, data, utcnow())

@@ -81,7 +81,7 @@ def tool_spec(**changes: Any) -> dict[str, Any]:
         (
             {"nme": "x"},
             "agent.yaml: nme: unknown field (known: name, instructions, first_message, "
-            "variables, session, providers, tools)",
+            "variables, session, providers, tools, transfer)",
         ),
         (
             {"session": {"min_endpointing_delay": "soon"}},
@@ -595,3 +595,17 @@ def test_transcript_lines() -> None:
     assert transcript_line(call) == 'tool call: book({"slot": "3 pm"})'
     failed = FunctionCallOutput("c1", "book", "book failed: HTTP 409 Conflict", is_error=True)
     assert transcript_line(failed) == "tool error: book: book failed: HTTP 409 Conflict"
+
+
+def test_transfer_section_adds_an_allow_listed_transfer_tool() -> None:
+    agent = definition(
+        transfer={"destinations": {"billing": "sip:billing@pbx.example"}, "default_mode": "blind"}
+    ).build_agent({"first_name": "Ann"})
+    (tool,) = [t for t in agent.tools if t.name == "transfer_call"]
+    props = tool.parameters["properties"]
+    assert props["destination"]["enum"] == ["billing"]
+    assert props["mode"]["default"] == "blind"
+    with pytest.raises(AgentConfigError, match=r"transfer.destinations: .*at least 1 item"):
+        definition(transfer={"destinations": {}})
+    with pytest.raises(AgentConfigError, match=r"transfer.default_mode: "):
+        definition(transfer={"destinations": {"a": "sip:a@b"}, "default_mode": "cold"})
