@@ -265,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     dtmf = sub.add_parser("dtmf", help="find in-band DTMF digits in WAV files")
     dtmf.add_argument("files", nargs="+", help="WAV files (any rate, mono or stereo)")
     dtmf.add_argument("--json", action="store_true", help="one JSON object per file and line")
+    amd = sub.add_parser("amd", help="answering-machine detection on recorded WAV files")
+    amd.add_argument("files", nargs="+", help="callee audio from the answer (WAV, any rate)")
+    amd.add_argument("--json", action="store_true", help="one JSON object per file and line")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -282,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
             return Supervisor(args.calls, sip_port=args.sip_port, loglevel=args.log_level).run()
         if args.command == "scheduler":
             return _scheduler(args.log_level)
+        if args.command == "amd":
+            from callfleet.agents.amd.cli import run_amd_cli
+
+            return run_amd_cli(args.files, as_json=args.json)
         if args.command == "dtmf":
             return _dtmf(args.files, as_json=args.json)
         if args.command == "migrate":

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from callfleet.media.tones import sine
@@ -155,3 +156,20 @@ async def test_dtmf_command_finds_in_band_digits_in_files(tmp_path: Path) -> Non
     starts = [e["start_ms"] for e in lines[0]["events"]]
     assert [abs(s - t) <= 15 for s, t in zip(starts, (0, 200, 400), strict=True)] == [True] * 3
     assert all(70 <= e["end_ms"] - e["start_ms"] <= 90 for e in lines[0]["events"])
+
+
+async def test_amd_command_labels_files_in_order(tmp_path: Path) -> None:
+    from callfleet.media.tones import beep
+
+    machine = tmp_path / "machine.wav"
+    # No speech, then a long steady 1 kHz beep: a machine, with the beep found at 2 s.
+    silence = np.zeros(16000, np.int16)
+    write_wav(machine, np.concatenate([silence, beep(1000, 500, 8000)]), 8000)
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"not a wav")
+    code, out, err = await run_cli("amd", str(machine), str(broken), "--json", timeout_s=120)
+    assert code == 2 and f"{broken}" in err
+    (line,) = [json.loads(x) for x in out.splitlines()]
+    assert line["file"] == str(machine) and line["label"] == "voicemail"
+    assert abs(line["beep_ms"] - 2000) <= 100
+    assert line["decision_ms"] >= line["beep_ms"]
