@@ -34,6 +34,7 @@ from typing import Any, Generic, Literal, TypeVar
 from callfleet.agents.activity import AgentActivity
 from callfleet.agents.agent import Agent, AgentTask, ModelSettings, StopResponse
 from callfleet.agents.aio import cancel_and_wait
+from callfleet.agents.amd.runner import AMDOptions, AMDRunner
 from callfleet.agents.call_io import AgentCall
 from callfleet.agents.chat import ChatContext, ChatItem, ChatMessage, ChatRole
 from callfleet.agents.dtmf import DTMFHandler, SessionDtmf
@@ -131,11 +132,13 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
         dtmf_handler: DTMFHandler | None = None,
         transfer_backend: TransferBackend | None = None,
         transfer_options: TransferOptions | None = None,
+        amd: AMDOptions | None = None,
     ) -> None:
         """Options are documented (with units and defaults) on ``SessionOptions``;
         an agent may change some of them while it runs (``Agent(turn_handling=...)``).
         ``transfer_backend`` dials and bridges for ``transfer_call`` (the SIP one is
-        ``callfleet.sip.transfer_backend.SipTransferBackend``)."""
+        ``callfleet.sip.transfer_backend.SipTransferBackend``); ``amd`` runs
+        answering-machine detection from the answer (``callfleet.agents.amd.runner``)."""
         super().__init__()
         self.options = SessionOptions().updated(
             allow_interruptions=allow_interruptions,
@@ -191,6 +194,8 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
         self.ivr: IVRMonitor | None = None
         self.transfer_backend = transfer_backend
         self.transfer_options = transfer_options
+        self.amd_options = amd
+        self.amd: AMDRunner | None = None
 
     # -- accessors ----------------------------------------------------------------------------
 
@@ -253,8 +258,17 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
             await self.aclose(reason="not_answered")
             return
         await self._start_stt(agent)  # hears the callee's "hello?" before the greeting
+        if self.amd_options is not None:
+            self.amd = AMDRunner(self, agent, self.amd_options)
         self.audio_task = asyncio.create_task(self._read_audio(call))
-        if call.direction == "outbound" and self.options.outbound_greeting == "after_callee":
+        label = await self.amd.wait_decision() if self.amd is not None else None
+        if self.amd is not None and self.amd.handling_machine:
+            return  # a machine: no greeting (the runner hangs up or leaves the message)
+        if (
+            call.direction == "outbound"
+            and self.options.outbound_greeting == "after_callee"
+            and label != "human"  # AMD already heard the callee speak and stop
+        ):
             await self._wait_callee_first()
         if self._closing:
             return
@@ -281,6 +295,8 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
             async for frame in call.audio_in:
                 if "early" in frame.flags:
                     continue  # ringback and carrier announcements are not the callee
+                if self.amd is not None:
+                    await self.amd.push_frame(frame)
                 self.dtmf.push_audio(frame)  # in-band tones, with inband_dtmf
                 await recognition.push_frame(frame)
         except asyncio.CancelledError:
@@ -316,6 +332,8 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
             await activity.aclose()
         if self._recognition is not None:
             await self._recognition.aclose()
+        if self.amd is not None:
+            await self.amd.aclose()
         current = asyncio.current_task()
         await cancel_and_wait(*(t for t in self._tasks_owned if t is not current))
         call = self.call
@@ -360,6 +378,18 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
             lambda audio: agent.stt_node(audio, settings), streaming=stt.capabilities.streaming
         )
         self._stt_agent = agent
+
+    async def retire_agents(self) -> None:
+        """Stop every running agent (what they say is cut, nothing more is answered);
+        the session goes on listening (an answering machine took the call)."""
+        while self._stack:
+            activity = self._stack.pop()
+            await activity.aclose()
+
+    @property
+    def amd_outcome(self) -> dict[str, Any] | None:
+        """Answering-machine detection's result, when the session ran it."""
+        return self.amd.outcome.as_dict() if self.amd is not None else None
 
     async def update_agent(self, agent: Agent) -> None:
         """Hand the call to ``agent`` (it sees the conversation so far)."""

@@ -1,4 +1,4 @@
-"""One thread pool for local model inference (Silero, faster-whisper, Piper).
+"""Thread pools for local model inference (Silero, faster-whisper, Piper).
 
 Model calls are native code (onnxruntime, CTranslate2) that take from ~0.1 ms (one Silero
 window) to ~1 s (a Whisper utterance) and release the GIL, so they run in threads while
@@ -34,6 +34,7 @@ def default_max_workers() -> int:
 
 
 _executor: ThreadPoolExecutor | None = None
+_realtime: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
 
 
@@ -46,6 +47,24 @@ def get_executor() -> ThreadPoolExecutor:
                 max_workers=default_max_workers(), thread_name_prefix="callfleet-inference"
             )
         return _executor
+
+
+def get_realtime_executor() -> ThreadPoolExecutor:
+    """One thread for the per-frame jobs (VAD windows, well under a millisecond each):
+    they must never queue behind a Whisper or Piper job in the main pool, or turn
+    taking, barge-in and answering-machine detection would lag by that job's length."""
+    global _realtime
+    with _executor_lock:
+        if _realtime is None:
+            _realtime = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callfleet-vad")
+        return _realtime
+
+
+async def run_realtime_inference(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Like ``run_inference``, on the per-frame lane (``get_realtime_executor``)."""
+    loop = asyncio.get_running_loop()
+    call = functools.partial(fn, *args, **kwargs) if kwargs else functools.partial(fn, *args)
+    return await loop.run_in_executor(get_realtime_executor(), call)
 
 
 async def run_inference(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

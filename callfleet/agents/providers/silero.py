@@ -27,7 +27,7 @@ import numpy.typing as npt
 from callfleet.agents.errors import APIError
 from callfleet.agents.models import silero_vad_path
 from callfleet.agents.providers.base import VADEvent, VADEventType
-from callfleet.agents.providers.inference import run_inference
+from callfleet.agents.providers.inference import run_realtime_inference
 from callfleet.media.frame import PCM16, AudioFrame
 from callfleet.media.resample import Resampler
 
@@ -276,7 +276,7 @@ class SileroVADStream:
             if n == 0:
                 return []
             windows = buffered[: n * self._window].reshape(n, self._window)
-            probs, state, context = await run_inference(
+            probs, state, context = await run_realtime_inference(
                 self._vad._run_windows, windows, self._state, self._context
             )
             self._pending = buffered[n * self._window :].copy()
