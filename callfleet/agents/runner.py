@@ -42,6 +42,8 @@ class AgentRun:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     #: The session's ``error`` events, as ``source: message``.
     errors: list[str] = field(default_factory=list)
+    #: Answering-machine detection's outcome (``AMDOutcome.as_dict()``), when it ran.
+    amd: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +51,7 @@ class AgentRun:
             "transcript": self.transcript,
             "metrics": self.metrics,
             "errors": self.errors,
+            "amd": self.amd,
         }
 
 
@@ -110,4 +113,5 @@ async def run_agent(
         session.off("error", on_error)
     run.transcript = session.history.to_dicts()
     run.metrics = [m.as_dict() for m in session.metrics]
+    run.amd = session.amd_outcome
     return run

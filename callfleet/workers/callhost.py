@@ -19,12 +19,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from callfleet.agents.amd.runner import AMDAction, AMDOptions
 from callfleet.agents.config import AgentConfigError, AgentDefinition
 from callfleet.agents.errors import AgentError
 from callfleet.agents.espeak import TtsError, synthesize
@@ -44,6 +45,7 @@ from callfleet.dialer.models import (
     TrunkRecord,
 )
 from callfleet.dialer.pacing import Lease, LeasedSemaphore, TokenBucket
+from callfleet.dialer.retry import VOICEMAIL
 from callfleet.dialer.scheduler import claim_for_dial, record_outcome, withdraw
 from callfleet.dialer.webhooks import enqueue as enqueue_webhook
 from callfleet.settings import Settings
@@ -84,6 +86,9 @@ class AttemptPlan:
     trunk: Trunk | None
     campaign_cps: float
     campaign_concurrency: int
+    #: Answering-machine detection for voice agents: the campaign's action and message
+    #: (``None``: no detection, e.g. inbound calls).
+    amd: AMDOptions | None = None
     trunk_cps: float | None = None
     trunk_concurrency: int | None = None
     agent: AgentPlan = field(default_factory=PlaybackAgentConfig)
@@ -292,6 +297,8 @@ class CallHost:
             return "failed"
         ring_s, run = await self._converse(call, plan, leases, started)
         outcome = call.end_reason.value if call.end_reason else "failed"
+        if run is not None and run.amd is not None and run.amd["label"] == "voicemail":
+            outcome = VOICEMAIL  # a machine answered: the campaign's voicemail retry applies
         result = {
             "ring_s": round(ring_s, 3) if ring_s is not None else None,
             "talk_s": round(call.duration_s, 3),
@@ -368,7 +375,7 @@ class CallHost:
         )
         try:
             session, agent = self._definition(config).build(
-                config.variables, transfer_backend=backend
+                config.variables, transfer_backend=backend, amd=plan.amd
             )
         except AgentConfigError as e:
             log.error("call %s: agent config cannot run: %s; hanging up", attempt_id, e)
@@ -598,6 +605,17 @@ class CallHost:
                     data,
                     now,
                 )
+                amd = result.get("amd")
+                if outcome == VOICEMAIL and amd is not None:
+                    voicemail = {
+                        "attempt_id": plan.attempt_id,
+                        "campaign_id": plan.campaign_id,
+                        "contact_id": plan.contact_id,
+                        "phone": plan.phone,
+                        **amd,
+                    }
+                    key = f"call.voicemail:{plan.attempt_id}"
+                    enqueue_webhook(s, plan.tenant_id, "call.voicemail", key, voicemail, now)
 
         await self._db(store)
 
@@ -610,10 +628,13 @@ def _agent_result(run: AgentRun | None) -> dict[str, Any]:
     """The voice agent's part of a call result: transcript and per-turn metrics."""
     if run is None:
         return {}
-    return {
+    result: dict[str, Any] = {
         "transcript": run.transcript,
         "metrics": {"turns": run.metrics, "close_reason": run.close_reason, "errors": run.errors},
     }
+    if run.amd is not None:
+        result["amd"] = run.amd
+    return result
 
 
 def route_inbound(
@@ -658,6 +679,12 @@ def load_plan(session: Session, attempt_id: str) -> AttemptPlan | None:
         campaign_cps=campaign.max_cps,
         campaign_concurrency=campaign.max_concurrent,
     )
+    try:
+        action = cast(AMDAction, campaign.amd_action)  # AMDOptions checks it
+        plan.amd = AMDOptions(action=action, message=campaign.voicemail_message)
+    except ValueError as e:  # e.g. "voicemail" with no message: detect, but only hang up
+        log.error("campaign %s: %s; machines are hung up on", campaign.id, e)
+        plan.amd = AMDOptions(action="hangup")
     if campaign.trunk_id is not None:
         record = session.get(TrunkRecord, campaign.trunk_id)
         if record is not None:

@@ -353,3 +353,63 @@ async def test_campaign_calls_are_answered_by_the_voice_agent(
     turns = result.metrics["turns"]
     assert len(turns) == 1 and turns[0]["e2e_latency_ms"] > 0
     assert result.outcome == "completed" and result.metrics["close_reason"] == "call_ended"
+
+
+async def test_a_voicemail_gets_the_campaigns_message_and_is_retried(
+    dialer_env: DialerEnv,
+    worker_factory: Callable[[], CallWorker],
+    phones: PhoneFactory,
+    tmp_path: Path,
+) -> None:
+    from callfleet.agents.providers.piper import PiperTTS
+    from callfleet.dialer.models import (
+        AgentConfig,
+        CallResult,
+        WebhookDelivery,
+        WebhookSubscription,
+    )
+    from callfleet.media.tones import beep
+
+    tts = PiperTTS()
+    words = "Hi, this is Dana. I can't take your call. Please leave a message after the tone."
+    greeting = np.concatenate([f.samples async for f in tts.synthesize(words)])
+    pause = np.zeros(int(0.3 * tts.sample_rate), np.int16)
+    tone = beep(1000, 400, tts.sample_rate, amplitude_dbfs=-12)
+    machine = tmp_path / "voicemail.wav"
+    write_wav(machine, np.concatenate([pause, greeting, pause, tone]), tts.sample_rate)
+    phone = await phones(PhoneScript(play=[str(machine)], silent=False, hangup_after_s=30))
+    campaign_id = setup_campaign(
+        dialer_env,
+        phone,
+        "phone,first_name\n+12125550101,Dana\n",
+        amd_action="voicemail",
+        voicemail_message="Hi Dana, this is Acme Dental. Please call us back.",
+        retry_policy={"max_attempts": 1},
+    )
+    with transaction(dialer_env.sessions) as s:
+        campaign = s.get(Campaign, campaign_id)
+        assert campaign is not None
+        config = AgentConfig(tenant_id=campaign.tenant_id, name="reminder", definition=VOICE_AGENT)
+        s.add(config)
+        s.flush()
+        campaign.agent_config_id = config.id
+        s.add(
+            WebhookSubscription(
+                tenant_id=campaign.tenant_id, url="http://127.0.0.1:9/h", secret="k"
+            )
+        )
+    worker = worker_factory()
+    await worker.ready()
+    await run_ticks(dialer_env, campaign_id, timeout_s=90)
+    with dialer_env.sessions() as s:
+        result = s.scalars(select(CallResult)).one()
+        contact = s.scalars(select(Contact)).one()
+        hooks = {d.event_type: d.payload for d in s.scalars(select(WebhookDelivery))}
+    assert result.outcome == "voicemail" and contact.last_outcome == "voicemail"
+    assert result.amd["label"] == "voicemail" and result.amd["message_left"], result.amd
+    beep_at_ms = 1000 * (2 * len(pause) + len(greeting)) / tts.sample_rate
+    assert abs(result.amd["beep_ms"] - beep_at_ms) < 150  # (the phone plays from its answer)
+    said = [t["content"] for t in result.transcript if t.get("role") == "assistant"]
+    assert said == ["Hi Dana, this is Acme Dental. Please call us back."]
+    assert hooks["call.voicemail"]["data"]["message_left"] is True
+    assert hooks["call.completed"]["data"]["outcome"] == "voicemail"
