@@ -25,8 +25,8 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.protocol import State
 
 from callfleet.agents.errors import (
@@ -36,6 +36,7 @@ from callfleet.agents.errors import (
     APITimeoutError,
 )
 from callfleet.agents.providers.base import TTSCapabilities
+from callfleet.agents.providers.ws import open_websocket
 from callfleet.media.frame import AudioFrame
 
 logger = logging.getLogger(__name__)
@@ -332,34 +333,14 @@ class CartesiaTTS:
 
     async def _open(self) -> ClientConnection:
         opts = self._opts
-        try:
-            return await connect(
-                opts.base_url,
-                additional_headers={
-                    API_KEY_HEADER: opts.api_key,
-                    API_VERSION_HEADER: opts.api_version,
-                },
-                open_timeout=opts.connect_timeout_s,
-                close_timeout=opts.close_timeout_s,
-                max_size=None,
-            )
-        except InvalidStatus as e:
-            body = e.response.body.decode(errors="replace") if e.response.body else ""
-            raise APIStatusError(
-                f"websocket handshake refused: {body[:200]}",
-                status_code=e.response.status_code,
-                provider=self.label,
-                body=body,
-            ) from e
-        except TimeoutError as e:
-            raise APITimeoutError(
-                f"no websocket handshake from {opts.base_url} within {opts.connect_timeout_s} s",
-                provider=self.label,
-            ) from e
-        except (OSError, WebSocketException) as e:
-            raise APIConnectionError(
-                f"cannot connect to {opts.base_url}: {e!r}", provider=self.label
-            ) from e
+        headers = {API_KEY_HEADER: opts.api_key, API_VERSION_HEADER: opts.api_version}
+        return await open_websocket(
+            opts.base_url,
+            headers,
+            provider=self.label,
+            connect_timeout_s=opts.connect_timeout_s,
+            close_timeout_s=opts.close_timeout_s,
+        )
 
     async def _recv_loop(self, ws: ClientConnection) -> None:
         """Routes each message to its generation by ``context_id``; when the connection

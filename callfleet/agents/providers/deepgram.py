@@ -38,11 +38,10 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import (
     ConnectionClosed,
     ConnectionClosedError,
-    InvalidStatus,
     WebSocketException,
 )
 
@@ -58,6 +57,7 @@ from callfleet.agents.providers.base import (
     SpeechEventType,
     STTCapabilities,
 )
+from callfleet.agents.providers.ws import open_websocket
 from callfleet.media.frame import PCM16, AudioFrame
 from callfleet.media.resample import Resampler
 
@@ -623,31 +623,15 @@ class DeepgramRecognizeStream:
 
     async def _connect(self) -> ClientConnection:
         opts = self._opts
-        try:
-            return await connect(
-                self._url,
-                additional_headers={"Authorization": f"Token {opts.api_key}"},
-                open_timeout=opts.connect_timeout_s,
-                close_timeout=opts.close_timeout_s,
-                max_size=None,
-            )
-        except InvalidStatus as e:
-            body = e.response.body.decode(errors="replace") if e.response.body else ""
-            raise APIStatusError(
-                f"websocket handshake refused: {_error_detail(body)}",
-                status_code=e.response.status_code,
-                provider=self._label,
-                body=body,
-            ) from e
-        except TimeoutError as e:
-            raise APITimeoutError(
-                f"no websocket handshake from {opts.base_url} within {opts.connect_timeout_s} s",
-                provider=self._label,
-            ) from e
-        except (OSError, WebSocketException) as e:
-            raise APIConnectionError(
-                f"cannot connect to {opts.base_url}: {e!r}", provider=self._label
-            ) from e
+        return await open_websocket(
+            self._url,
+            {"Authorization": f"Token {opts.api_key}"},
+            provider=self._label,
+            connect_timeout_s=opts.connect_timeout_s,
+            close_timeout_s=opts.close_timeout_s,
+            shown_url=opts.base_url,
+            error_detail=_error_detail,
+        )
 
     async def _send_loop(self, ws: ClientConnection) -> None:
         """Sends audio and control messages; ``KeepAlive`` after ``keepalive_s`` idle.
