@@ -363,6 +363,11 @@ class _Adapter(Generic[P]):
             on_availability_changed=on_availability_changed,
         )
         self.label = self._pool.label
+        first = self._pool.providers[0]
+        # STT and TTS adapters present their first provider's audio properties.
+        for attribute in ("capabilities", "sample_rate"):
+            if hasattr(first, attribute):
+                setattr(self, attribute, getattr(first, attribute))
 
     @property
     def providers(self) -> list[P]:
@@ -396,24 +401,8 @@ class FallbackTTS(_Adapter[TTS]):
     """A ``TTS`` that falls back to the next provider until the first frame; frames
     come at their provider's rate, ``sample_rate`` is the first provider's."""
 
-    def __init__(
-        self,
-        providers: Sequence[TTS],
-        *,
-        temporary_disable_s: float = DEFAULT_TEMPORARY_DISABLE_S,
-        permanent_disable_after_attempts: int | None = DEFAULT_PERMANENT_DISABLE_AFTER_ATTEMPTS,
-        clock: Callable[[], float] = time.monotonic,
-        on_availability_changed: AvailabilityCallback | None = None,
-    ) -> None:
-        super().__init__(
-            providers,
-            temporary_disable_s=temporary_disable_s,
-            permanent_disable_after_attempts=permanent_disable_after_attempts,
-            clock=clock,
-            on_availability_changed=on_availability_changed,
-        )
-        self.capabilities: TTSCapabilities = self._pool.providers[0].capabilities
-        self.sample_rate: int = self._pool.providers[0].sample_rate
+    capabilities: TTSCapabilities
+    sample_rate: int
 
     def synthesize(self, text: str) -> AsyncIterator[AudioFrame]:
         return self._pool.stream(lambda p: p.synthesize(text))
@@ -424,24 +413,8 @@ class FallbackSTT(_Adapter[STT]):
     streaming provider's stream. ``capabilities`` and ``sample_rate`` are the first
     provider's."""
 
-    def __init__(
-        self,
-        providers: Sequence[STT],
-        *,
-        temporary_disable_s: float = DEFAULT_TEMPORARY_DISABLE_S,
-        permanent_disable_after_attempts: int | None = DEFAULT_PERMANENT_DISABLE_AFTER_ATTEMPTS,
-        clock: Callable[[], float] = time.monotonic,
-        on_availability_changed: AvailabilityCallback | None = None,
-    ) -> None:
-        super().__init__(
-            providers,
-            temporary_disable_s=temporary_disable_s,
-            permanent_disable_after_attempts=permanent_disable_after_attempts,
-            clock=clock,
-            on_availability_changed=on_availability_changed,
-        )
-        self.capabilities: STTCapabilities = self._pool.providers[0].capabilities
-        self.sample_rate: int = self._pool.providers[0].sample_rate
+    capabilities: STTCapabilities
+    sample_rate: int
 
     async def recognize(
         self, audio: PCM16, sample_rate: int, *, language: str | None = None
