@@ -384,7 +384,7 @@ async def test_a_voicemail_gets_the_campaigns_message_and_is_retried(
         "phone,first_name\n+12125550101,Dana\n",
         amd_action="voicemail",
         voicemail_message="Hi Dana, this is Acme Dental. Please call us back.",
-        retry_policy={"max_attempts": 1},
+        retry_policy={"max_attempts": 2, "voicemail_s": 1, "jitter_s": 0},
     )
     with transaction(dialer_env.sessions) as s:
         campaign = s.get(Campaign, campaign_id)
@@ -402,10 +402,19 @@ async def test_a_voicemail_gets_the_campaigns_message_and_is_retried(
     await worker.ready()
     await run_ticks(dialer_env, campaign_id, timeout_s=90)
     with dialer_env.sessions() as s:
-        result = s.scalars(select(CallResult)).one()
+        results = s.scalars(select(CallResult)).all()
         contact = s.scalars(select(Contact)).one()
-        hooks = {d.event_type: d.payload for d in s.scalars(select(WebhookDelivery))}
-    assert result.outcome == "voicemail" and contact.last_outcome == "voicemail"
+        deliveries = s.scalars(select(WebhookDelivery)).all()
+    # A machine both times: retried once after voicemail_s, then done.
+    assert [r.outcome for r in results] == ["voicemail", "voicemail"]
+    assert (contact.status, contact.attempts_made, contact.last_outcome) == (
+        "done",
+        2,
+        "voicemail",
+    )
+    assert [d.event_type for d in deliveries].count("call.voicemail") == 2
+    hooks = {d.event_type: d.payload for d in deliveries}
+    result = results[0]
     assert result.amd["label"] == "voicemail" and result.amd["message_left"], result.amd
     beep_at_ms = 1000 * (2 * len(pause) + len(greeting)) / tts.sample_rate
     assert abs(result.amd["beep_ms"] - beep_at_ms) < 150  # (the phone plays from its answer)
