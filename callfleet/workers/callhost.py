@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import threading
 import time
 import uuid
@@ -116,6 +117,9 @@ class CallHost:
         self._definitions: dict[str, tuple[dict[str, Any], AgentDefinition]] = {}
         #: Agent sessions of live calls by attempt id (the ``say`` command uses them).
         self._sessions: dict[str, AgentSession[Any]] = {}
+        #: Per live attempt: its recording file, and the transfers made on it.
+        self._recordings: dict[str, str] = {}
+        self._transfers: dict[str, list[dict[str, Any]]] = {}
 
     # -- lifecycle (called from Celery's threads) ----------------------------------------
 
@@ -304,6 +308,7 @@ class CallHost:
             "talk_s": round(call.duration_s, 3),
             "dtmf": "".join(e.digit for e in call.dtmf_received),
             **_agent_result(run),
+            **self._call_record(plan.attempt_id),
         }
         await self._finish(plan, outcome, result, call)
         return outcome
@@ -330,6 +335,7 @@ class CallHost:
         try:
             if await call.wait_answered():
                 ring_s = time.monotonic() - started
+                self._start_recording(call, plan.attempt_id)
                 if isinstance(plan.agent, VoiceAgentConfig):
                     run = await self._run_voice_agent(call, plan, plan.agent)
                 else:
@@ -343,6 +349,27 @@ class CallHost:
             await states.put(CallState.ENDED)
             await writer
         return ring_s, run
+
+    def _start_recording(self, call: Call, attempt_id: str) -> None:
+        """Both directions to ``recordings_dir/<attempt id>.wav`` when recording is on."""
+        directory = self.settings.recordings_dir
+        if not directory:
+            return
+        path = os.path.join(directory, f"{attempt_id}.wav")
+        try:
+            os.makedirs(directory, exist_ok=True)
+            call.start_recording(path)
+        except (OSError, SipError) as e:
+            log.error("call %s: recording to %s failed: %s", attempt_id, path, e)
+            return
+        self._recordings[attempt_id] = path
+
+    def _call_record(self, attempt_id: str) -> dict[str, Any]:
+        """What the host noted during the call: its recording and its transfers."""
+        return {
+            "recording_path": self._recordings.pop(attempt_id, None),
+            "transfers": self._transfers.pop(attempt_id, []),
+        }
 
     def _definition(self, config: VoiceAgentConfig) -> AgentDefinition:
         """The parsed definition of an agent config, rebuilt when the config changed."""
@@ -384,6 +411,8 @@ class CallHost:
         self._sessions[attempt_id] = session
 
         def transfer_done(outcome: TransferOutcome) -> None:
+            # Noted at once: a blind transfer ends the call before this task could run.
+            self._transfers.setdefault(attempt_id, []).append(outcome.as_dict())
             self._spawn(self._record_transfer(plan, outcome))
 
         session.on("transfer_completed", transfer_done)
@@ -460,6 +489,15 @@ class CallHost:
                     target = str(command.args["target"])
                     outcome = await call.blind_transfer(target)
                     result["status_code"] = outcome.status_code
+                    self._transfers.setdefault(command.attempt_id, []).append(
+                        {
+                            "mode": "blind",
+                            "target": target,
+                            "status_code": outcome.status_code,
+                            "ok": outcome.ok,
+                            "by": "command",
+                        }
+                    )
                     await self._transferred(command.attempt_id, tenant_id, target)
             except (SipError, ValueError, KeyError, TtsError, AgentError) as e:
                 result = {"ok": False, "error": f"{command.action} failed: {e}"}
@@ -524,7 +562,11 @@ class CallHost:
         await call.answer()
         _, run = await self._converse(call, plan, [], time.monotonic())
         outcome = call.end_reason.value if call.end_reason else "failed"
-        result = {"talk_s": round(call.duration_s, 3), **_agent_result(run)}
+        result = {
+            "talk_s": round(call.duration_s, 3),
+            **_agent_result(run),
+            **self._call_record(plan.attempt_id),
+        }
         await self._finish(plan, outcome, result, call)
 
     async def _write_states(self, attempt_id: str, states: asyncio.Queue[CallState]) -> None:

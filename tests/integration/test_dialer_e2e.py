@@ -8,6 +8,7 @@ import asyncio
 import signal
 import subprocess
 import sys
+import wave
 from collections.abc import Callable
 from pathlib import Path
 
@@ -398,6 +399,7 @@ async def test_a_voicemail_gets_the_campaigns_message_and_is_retried(
                 tenant_id=campaign.tenant_id, url="http://127.0.0.1:9/h", secret="k"
             )
         )
+    dialer_env.env["CALLFLEET_RECORDINGS_DIR"] = str(tmp_path / "recordings")
     worker = worker_factory()
     await worker.ready()
     await run_ticks(dialer_env, campaign_id, timeout_s=90)
@@ -415,6 +417,11 @@ async def test_a_voicemail_gets_the_campaigns_message_and_is_retried(
     assert [d.event_type for d in deliveries].count("call.voicemail") == 2
     hooks = {d.event_type: d.payload for d in deliveries}
     result = results[0]
+    # Both directions were recorded: the greeting and beep, then our message.
+    assert result.recording_path == str(tmp_path / "recordings" / f"{result.attempt_id}.wav")
+    with wave.open(result.recording_path) as recording:
+        assert recording.getnchannels() == 2
+        assert recording.getnframes() / recording.getframerate() > 8.0
     assert result.amd["label"] == "voicemail" and result.amd["message_left"], result.amd
     beep_at_ms = 1000 * (2 * len(pause) + len(greeting)) / tts.sample_rate
     assert abs(result.amd["beep_ms"] - beep_at_ms) < 150  # (the phone plays from its answer)
