@@ -28,7 +28,7 @@ Out = Callable[[str], None]
 SECRET = "demo-secret"
 NETWORK: dict[str, tuple[dict[str, object], str, int]] = {
     # Answers and talks with the voice agent (its words are added in run_campaign_demo).
-    "+12125550101": ({"silent": False, "hangup_after_s": 17.0}, "completed", 1),
+    "+12125550101": ({"silent": False, "hangup_after_s": 20.0}, "completed", 1),
     "+12125550102": ({"answer": "reject", "reject_code": 486}, "busy", 2),
     "+12125550103": ({"answer": "ignore", "ring_s": 0.1}, "no_answer", 2),
     "+12125550104": ({"answer": "reject", "reject_code": 404}, "invalid_number", 1),
@@ -73,26 +73,30 @@ VOICE_AGENT: dict[str, object] = {
         },
     },
 }
-#: What the answering contact says, after the greeting.
-CALLEE_WORDS = "Yes, I can make it."
-CALLEE_PAUSE_S = 10.0
+#: What the answering contact says, and when (s from the answer): "hello?" (which tells
+#: answering-machine detection a person picked up), then the answer to the greeting.
+CALLEE_LINES = ((0.5, "Hello?"), (13.0, "Yes, I can make it."))
 
 
 def _callee_wav(path: Path) -> None:
-    """The answering contact's side: silence while the agent greets, then words."""
+    """The answering contact's side of the call, as one WAV file."""
     import numpy as np
 
     from callfleet.agents.providers.piper import PiperTTS
     from callfleet.media.wav import write_wav
 
-    async def speak() -> tuple[np.ndarray, int]:
+    async def speak() -> tuple[list[np.ndarray], int]:
         tts = PiperTTS(length_scale=1.1)
-        frames = [f.samples async for f in tts.synthesize(CALLEE_WORDS)]
-        return np.concatenate(frames), tts.sample_rate
+        lines = []
+        for _, text in CALLEE_LINES:
+            lines.append(np.concatenate([f.samples async for f in tts.synthesize(text)]))
+        return lines, tts.sample_rate
 
-    words, rate = asyncio.run(speak())
-    pause = np.zeros(int(CALLEE_PAUSE_S * rate), np.int16)
-    write_wav(path, np.concatenate([pause, words]), rate)
+    lines, rate = asyncio.run(speak())
+    audio = np.zeros(0, np.int16)
+    for (at_s, _), words in zip(CALLEE_LINES, lines, strict=True):
+        audio = np.concatenate([audio, np.zeros(int(at_s * rate) - len(audio), np.int16), words])
+    write_wav(path, audio, rate)
 
 
 class WebhookReceiver:
