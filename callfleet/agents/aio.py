@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -60,10 +60,3 @@ async def cancel_and_wait(*tasks: asyncio.Task[object] | None, timeout_s: float 
     if live:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait(live, timeout=timeout_s)
-
-
-def consume_exceptions(tasks: Iterable[asyncio.Task[object]]) -> None:
-    """Mark finished tasks' exceptions as retrieved (they were logged elsewhere)."""
-    for task in tasks:
-        if task.done() and not task.cancelled():
-            task.exception()

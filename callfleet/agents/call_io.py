@@ -44,9 +44,11 @@ class AudioSource(Protocol):
 class AgentCall(Protocol):
     id: str
     direction: str  # "outbound" | "inbound"
-    #: The callee's audio (an ``AudioSource``); frames flagged "early" arrived before
-    #: the answer.
-    audio_in: Any
+
+    @property
+    def audio_in(self) -> AudioSource:
+        """The callee's audio; frames flagged "early" arrived before the answer."""
+        ...
 
     @property
     def audio_out(self) -> AudioSink | None:

@@ -83,12 +83,6 @@ class ChatContext:
     def messages(self) -> list[ChatMessage]:
         return [item for item in self.items if isinstance(item, ChatMessage)]
 
-    def last_user_message(self) -> ChatMessage | None:
-        for item in reversed(self.items):
-            if isinstance(item, ChatMessage) and item.role == "user":
-                return item
-        return None
-
     def to_dicts(self) -> list[dict[str, object]]:
         """A JSON-ready transcript (for call results and logs)."""
         out: list[dict[str, object]] = []

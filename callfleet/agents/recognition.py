@@ -349,9 +349,6 @@ class AudioRecognition:
         self._transcript.clear()
         self._hooks.on_end_of_turn(turn)
 
-    def clear_transcript(self) -> None:
-        self._transcript.clear()
-
     async def aclose(self) -> None:
         await cancel_and_wait(self.end_of_turn_task)
         await self.stop_stt()

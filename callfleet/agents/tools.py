@@ -48,12 +48,6 @@ class RunContext(Generic[UserdataT]):
         return self.session.call_id
 
 
-@dataclass(frozen=True)
-class ToolInfo:
-    name: str
-    description: str
-
-
 @dataclass
 class FunctionTool:
     """A callable tool with its JSON schema. ``fn`` is bound (for methods) when the
