@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import statistics
 from pathlib import Path
 
@@ -23,7 +22,6 @@ from callfleet.agents.amd.corpus import CLASSES, agenerate
 pytestmark = [
     pytest.mark.benchmark,
     pytest.mark.timeout(7200),
-    pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="no espeak-ng"),
 ]
 
 LABELS = (*CLASSES, "unknown")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import shutil
 from collections.abc import Iterator
 
 import numpy as np
@@ -243,8 +242,6 @@ def _espeak_corpus() -> dict[int, list[tuple[str, PCM16]]]:
 
 @pytest.fixture(scope="module")
 def speech() -> dict[int, list[tuple[str, PCM16]]]:
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed")
     return _espeak_corpus()
 
 

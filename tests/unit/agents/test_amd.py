@@ -4,7 +4,6 @@ on synthesised calls (espeak-ng speech, real Silero VAD and Whisper), and the CL
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,6 @@ from callfleet.media.wav import write_wav
 from tests.fakes.voice import FakeLLM, Reply
 
 RATE = 8000
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="no espeak-ng")
 
 
 # -- phrase model ----------------------------------------------------------------------
@@ -152,7 +150,6 @@ async def run(
     return results
 
 
-@needs_espeak
 async def test_hello_then_silence_is_human_quickly(vad: SileroVAD) -> None:
     audio = call(silence(400, RATE), await say("Hello?"), silence(4000, RATE))
     results = await run(AnsweringMachineDetector(vad), audio)
@@ -160,7 +157,6 @@ async def test_hello_then_silence_is_human_quickly(vad: SileroVAD) -> None:
     assert [r.label for r in results] == ["human"]
 
 
-@needs_espeak
 async def test_early_media_does_not_start_the_clock(vad: SileroVAD) -> None:
     audio = call(silence(400, RATE), await say("Hello?"), silence(3000, RATE))
     plain = await run(AnsweringMachineDetector(vad), audio)
@@ -171,7 +167,6 @@ async def test_early_media_does_not_start_the_clock(vad: SileroVAD) -> None:
     assert det.early_ms == pytest.approx(4000) and early[0].beep_ms is None
 
 
-@needs_espeak
 async def test_hello_then_beep_is_revised_to_voicemail(vad: SileroVAD) -> None:
     hello = await say("Hi, it's Dana.")
     audio = call(
@@ -191,7 +186,6 @@ async def test_hello_then_beep_is_revised_to_voicemail(vad: SileroVAD) -> None:
     assert results[-1].message_start_ms >= beep_at + 600
 
 
-@needs_espeak
 async def test_voicemail_greeting_and_beep(vad: SileroVAD, stt: WhisperSTT) -> None:
     greeting = await say(
         "Hi, you've reached Dana Smith. I can't take your call right now. "
@@ -209,7 +203,6 @@ async def test_voicemail_greeting_and_beep(vad: SileroVAD, stt: WhisperSTT) -> N
     assert det.message_start_ms is not None and det.message_start_ms >= beep_at + 400
 
 
-@needs_espeak
 async def test_voicemail_without_beep_gives_message_start_after_silence(
     vad: SileroVAD, stt: WhisperSTT
 ) -> None:
@@ -226,7 +219,6 @@ async def test_voicemail_without_beep_gives_message_start_after_silence(
     assert await det.wait_for_message_start(timeout_s=0.1) == start
 
 
-@needs_espeak
 async def test_receptionist_long_greeting_is_human(vad: SileroVAD, stt: WhisperSTT) -> None:
     greeting = await say(
         "Good afternoon, thank you for calling Riverside Dental, this is Sarah speaking, "
@@ -239,7 +231,6 @@ async def test_receptionist_long_greeting_is_human(vad: SileroVAD, stt: WhisperS
     assert "speaking" in det.result.transcript.lower()
 
 
-@needs_espeak
 async def test_ivr_menu(vad: SileroVAD, stt: WhisperSTT) -> None:
     menu = await say(
         "Thank you for calling Northwind. For billing, press one. For sales, press two. "
