@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 from callfleet.agents.transforms import DEFAULT_TTS_TEXT_TRANSFORMS, TextTransform
 
@@ -28,7 +28,17 @@ class _NotGiven:
         return False
 
 
-NOT_GIVEN: Final = _NotGiven()
+NOT_GIVEN: Final[Any] = _NotGiven()  # Any: a default for options of every type
+
+OptionsT = TypeVar("OptionsT")
+
+
+def replace_given(options: OptionsT, **changes: Any) -> OptionsT:
+    """A copy of the dataclass ``options`` with the changes that are not ``NOT_GIVEN``
+    (how every ``update_options()`` leaves unset options alone)."""
+    given = {k: v for k, v in changes.items() if v is not NOT_GIVEN}
+    return dataclasses.replace(options, **given)  # type: ignore[type-var]
+
 
 GreetingPolicy = Literal["immediate", "after_callee"]
 
@@ -113,8 +123,7 @@ class SessionOptions:
 
     def updated(self, **changes: Any) -> SessionOptions:
         """A copy with the given (non-NOT_GIVEN) options changed."""
-        given = {k: v for k, v in changes.items() if v is not NOT_GIVEN}
-        unknown = set(given) - {f.name for f in dataclasses.fields(self)}
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise TypeError(f"unknown session options: {sorted(unknown)}")
-        return dataclasses.replace(self, **given)
+        return replace_given(self, **changes)

@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from callfleet.agents.errors import APIError
 from callfleet.agents.models import piper_joe_voice
+from callfleet.agents.options import NOT_GIVEN, replace_given
 from callfleet.agents.providers.base import TTSCapabilities
 from callfleet.agents.providers.inference import run_inference
 from callfleet.media.frame import AudioFrame
@@ -33,7 +34,6 @@ PROVIDER = "piper"
 
 #: Default of ``update_options`` arguments: "leave unchanged" (``None`` means "the
 #: voice's default").
-_NOT_GIVEN: Any = object()
 
 
 @dataclass(frozen=True)
@@ -107,11 +107,11 @@ class PiperTTS:
     def update_options(
         self,
         *,
-        length_scale: float | None = _NOT_GIVEN,
-        noise_scale: float | None = _NOT_GIVEN,
-        noise_w_scale: float | None = _NOT_GIVEN,
-        speaker_id: int | None = _NOT_GIVEN,
-        volume: float = _NOT_GIVEN,
+        length_scale: float | None = NOT_GIVEN,
+        noise_scale: float | None = NOT_GIVEN,
+        noise_w_scale: float | None = NOT_GIVEN,
+        speaker_id: int | None = NOT_GIVEN,
+        volume: float = NOT_GIVEN,
     ) -> None:
         """Changes only the options passed; applies from the next ``synthesize`` call."""
         given: dict[str, Any] = {
@@ -121,7 +121,7 @@ class PiperTTS:
             "speaker_id": speaker_id,
             "volume": volume,
         }
-        opts = replace(self._opts, **{k: v for k, v in given.items() if v is not _NOT_GIVEN})
+        opts = replace_given(self._opts, **given)
         _check_options(opts)
         self._opts = opts
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from callfleet.agents.errors import APIError
 from callfleet.agents.models import silero_vad_path
+from callfleet.agents.options import NOT_GIVEN, replace_given
 from callfleet.agents.providers.base import VADEvent, VADEventType
 from callfleet.agents.providers.inference import run_realtime_inference
 from callfleet.media.frame import PCM16, AudioFrame
@@ -42,8 +43,6 @@ _STATE_SHAPE = (2, 1, 128)
 #: ``deactivation_threshold`` never defaults below this.
 _MIN_DEACTIVATION = 0.01
 
-#: Default of ``update_options`` arguments: "leave unchanged".
-_NOT_GIVEN: Any = object()
 
 Float32Array = npt.NDArray[np.float32]
 
@@ -154,12 +153,12 @@ class SileroVAD:
     def update_options(
         self,
         *,
-        activation_threshold: float = _NOT_GIVEN,
-        deactivation_threshold: float | None = _NOT_GIVEN,
-        min_speech_duration_s: float = _NOT_GIVEN,
-        min_silence_duration_s: float = _NOT_GIVEN,
-        prefix_padding_s: float = _NOT_GIVEN,
-        max_buffered_speech_s: float = _NOT_GIVEN,
+        activation_threshold: float = NOT_GIVEN,
+        deactivation_threshold: float | None = NOT_GIVEN,
+        min_speech_duration_s: float = NOT_GIVEN,
+        min_silence_duration_s: float = NOT_GIVEN,
+        prefix_padding_s: float = NOT_GIVEN,
+        max_buffered_speech_s: float = NOT_GIVEN,
     ) -> None:
         """Changes only the options passed; open streams use them from their next window.
         (``sample_rate`` is fixed: a stream's model state belongs to its rate.)"""
@@ -171,7 +170,7 @@ class SileroVAD:
             "prefix_padding_s": prefix_padding_s,
             "max_buffered_speech_s": max_buffered_speech_s,
         }
-        opts = replace(self._opts, **{k: v for k, v in given.items() if v is not _NOT_GIVEN})
+        opts = replace_given(self._opts, **given)
         _check_options(opts)
         self._opts = opts
 

@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ import numpy as np
 
 from callfleet.agents.errors import APIError
 from callfleet.agents.models import whisper_base_dir
+from callfleet.agents.options import NOT_GIVEN, replace_given
 from callfleet.agents.providers.base import (
     RecognizeStream,
     SpeechData,
@@ -46,9 +47,6 @@ PROVIDER = "faster-whisper"
 WHISPER_SAMPLE_RATE = 16000
 #: Length of each level-gate block (s).
 _GATE_BLOCK_S = 0.02
-
-#: Default of ``update_options`` arguments: "leave unchanged".
-_NOT_GIVEN: Any = object()
 
 
 def default_cpu_threads() -> int:
@@ -132,13 +130,13 @@ class WhisperSTT:
     def update_options(
         self,
         *,
-        language: str | None = _NOT_GIVEN,
-        beam_size: int = _NOT_GIVEN,
-        initial_prompt: str | None = _NOT_GIVEN,
-        no_speech_threshold: float = _NOT_GIVEN,
-        log_prob_threshold: float = _NOT_GIVEN,
-        min_avg_logprob: float = _NOT_GIVEN,
-        min_level_dbfs: float = _NOT_GIVEN,
+        language: str | None = NOT_GIVEN,
+        beam_size: int = NOT_GIVEN,
+        initial_prompt: str | None = NOT_GIVEN,
+        no_speech_threshold: float = NOT_GIVEN,
+        log_prob_threshold: float = NOT_GIVEN,
+        min_avg_logprob: float = NOT_GIVEN,
+        min_level_dbfs: float = NOT_GIVEN,
     ) -> None:
         """Changes only the options passed; applies from the next ``recognize`` call."""
         given: dict[str, Any] = {
@@ -150,7 +148,7 @@ class WhisperSTT:
             "min_avg_logprob": min_avg_logprob,
             "min_level_dbfs": min_level_dbfs,
         }
-        opts = replace(self._opts, **{k: v for k, v in given.items() if v is not _NOT_GIVEN})
+        opts = replace_given(self._opts, **given)
         _check_options(opts)
         self._opts = opts
 
