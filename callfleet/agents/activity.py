@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from callfleet.agents.agent import Agent, AgentTask, ModelSettings
-from callfleet.agents.aio import Channel, cancel_and_wait
+from callfleet.agents.aio import Channel, cancel_and_wait, once
 from callfleet.agents.chat import ChatChunk, ChatContext, FunctionCall, FunctionCallOutput
 from callfleet.agents.options import SessionOptions
 from callfleet.agents.providers.base import ToolChoice
@@ -236,11 +236,11 @@ class AgentActivity:
     async def _play_say(self, handle: SpeechHandle, source: str | PCM16 | AudioFrame) -> None:
         if isinstance(source, str):
             text = source
-            audio = self.agent.tts_node(_once(text), ModelSettings(session=self.session))
+            audio = self.agent.tts_node(once(text), ModelSettings(session=self.session))
         else:
             text = ""
             frame = source if isinstance(source, AudioFrame) else AudioFrame(source, 8000)
-            audio = _frames_of(frame)
+            audio = once(frame)
         progress = _Progress()
         try:
             await self._play(handle, audio, progress)
@@ -493,11 +493,3 @@ def _played_text(text: str, fraction: float) -> str:
     cut = int(len(text) * fraction)
     space = text.rfind(" ", 0, cut + 1)
     return text[: space if space > 0 else 0].rstrip()
-
-
-async def _once(text: str) -> AsyncIterator[str]:
-    yield text
-
-
-async def _frames_of(frame: AudioFrame) -> AsyncIterator[AudioFrame]:
-    yield frame

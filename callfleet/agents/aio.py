@@ -60,3 +60,8 @@ async def cancel_and_wait(*tasks: asyncio.Task[object] | None, timeout_s: float 
     if live:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait(live, timeout=timeout_s)
+
+
+async def once(item: T) -> AsyncIterator[T]:
+    """A stream of one item (a whole text for a node that takes a text stream)."""
+    yield item

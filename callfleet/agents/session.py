@@ -33,7 +33,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from callfleet.agents.activity import AgentActivity
 from callfleet.agents.agent import Agent, AgentTask, ModelSettings, StopResponse
-from callfleet.agents.aio import cancel_and_wait
+from callfleet.agents.aio import cancel_and_wait, once
 from callfleet.agents.amd.runner import AMDOptions, AMDRunner
 from callfleet.agents.call_io import AgentCall
 from callfleet.agents.chat import ChatContext, ChatItem, ChatMessage, ChatRole
@@ -495,6 +495,23 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
             raise AgentError("no transfer_backend configured for this session")
         transferer = transferer_for(self, self.transfer_backend, options=self.transfer_options)
         return await transferer.transfer(target, mode=mode, summary=summary)
+
+    async def speak_direct(
+        self, text: str, *, call: AgentCall | None = None, agent: Agent | None = None
+    ) -> bool:
+        """Say ``text`` with ``agent``'s TTS node (default: the running agent's) straight
+        into ``call``'s audio (default: the session's call), outside the speech queue:
+        for what no turn of the conversation can carry (a message left on a machine, a
+        transfer's briefing). ``True`` when all of it played."""
+        leg = call or self.call
+        out = leg.audio_out if leg is not None else None
+        if leg is None or out is None or leg.is_ended:
+            return False
+        speaker = agent or self.current_agent
+        async for frame in speaker.tts_node(once(text), ModelSettings(session=self)):
+            out.write(frame)
+        out.finish()
+        return await out.wait_played()
 
     def interrupt(self, *, force: bool = False) -> None:
         """Stop what the agent is saying (``force``: even a non-interruptible speech)."""

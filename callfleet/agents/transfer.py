@@ -52,13 +52,12 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from callfleet.agents.agent import ModelSettings
 from callfleet.agents.aio import cancel_and_wait
 from callfleet.agents.call_io import AgentCall, AudioSink
 from callfleet.agents.errors import AgentError
@@ -526,9 +525,8 @@ class Transferer:
         if out is None or leg.is_ended:
             return False
         try:
-            agent = self.session.current_agent
-            audio = agent.tts_node(_once(text), ModelSettings(session=self.session))
-            return await asyncio.wait_for(_play(out, audio), self.options.speak_timeout_s)
+            speaking = self.session.speak_direct(text, call=leg)
+            return await asyncio.wait_for(speaking, self.options.speak_timeout_s)
         except asyncio.CancelledError:
             out.clear()
             raise
@@ -568,17 +566,6 @@ async def _loop_music(out: AudioSink, music: AudioFrame, call: AgentCall) -> Non
         while out.queued_ms < HOLD_QUEUE_MS:
             out.write(music)
         await asyncio.sleep(HOLD_TICK_S)
-
-
-async def _play(out: AudioSink, audio: AsyncIterator[AudioFrame]) -> bool:
-    async for frame in audio:
-        out.write(frame)
-    out.finish()
-    return await out.wait_played()
-
-
-async def _once(text: str) -> AsyncIterator[str]:
-    yield text
 
 
 async def _first_of(*futures: asyncio.Future[Any]) -> None:

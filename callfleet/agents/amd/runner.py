@@ -157,19 +157,8 @@ class AMDRunner:
 
     async def _speak(self, text: str) -> bool:
         """Say ``text`` straight to the call (no turn taking: nobody will answer)."""
-        call = self.session.call
-        if call is None or call.audio_out is None:
-            return False
-        for transform in self.session.text_transforms:
-            text = transform(text)
-        tts = self.session.resolve_tts(self._agent)
-        out = call.audio_out
-        async for frame in tts.synthesize(text):
-            out.write(frame)
-        out.finish()
-        played = await out.wait_played()
-        message = ChatMessage(role="assistant", content=text, interrupted=not played)
-        self.session.add_item(message)
+        played = await self.session.speak_direct(text, agent=self._agent)
+        self.session.add_item(ChatMessage(role="assistant", content=text, interrupted=not played))
         return played
 
     async def aclose(self) -> None:
