@@ -89,9 +89,15 @@ class Phone:
         )
         call.on("replaced", lambda new: self.on_replaced(call, new))
         call.on("ended", lambda reason: self.on_ended(call, reason))
+        self.emit("call", call=call.id, origin=origin, remote=call.remote_uri)
+        if call.is_ended:
+            # A dial refused at once can end before dial() returns, before these
+            # handlers existed: report it now, or the test never hears of it.
+            assert call.end_reason is not None
+            self.on_ended(call, call.end_reason)
+            return
         call.set_refer_response(self.script_of(call).refer_code)
         self.spawn(self.media(call))
-        self.emit("call", call=call.id, origin=origin, remote=call.remote_uri)
 
     def on_transfer(self, call: Call, target: str, code: int, new: Call | None) -> None:
         self.emit(
