@@ -268,6 +268,15 @@ def main(argv: list[str] | None = None) -> int:
     amd = sub.add_parser("amd", help="answering-machine detection on recorded WAV files")
     amd.add_argument("files", nargs="+", help="callee audio from the answer (WAV, any rate)")
     amd.add_argument("--json", action="store_true", help="one JSON object per file and line")
+    corpus = sub.add_parser(
+        "amd-corpus", help="generate a labelled AMD corpus (WAVs + labels.jsonl) offline"
+    )
+    corpus.add_argument("out", help="directory to write")
+    corpus.add_argument("--per-class", type=int, default=20, help="files per class")
+    corpus.add_argument("--seed", type=int, default=1, help="random seed")
+    corpus.add_argument(
+        "--templates", choices=("dev", "heldout", "all"), default="dev", help="greeting set"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -289,6 +298,14 @@ def main(argv: list[str] | None = None) -> int:
             from callfleet.agents.amd.cli import run_amd_cli
 
             return run_amd_cli(args.files, as_json=args.json)
+        if args.command == "amd-corpus":
+            from callfleet.agents.amd.corpus import generate
+
+            if args.per_class < 1:
+                raise ValueError(f"--per-class must be at least 1, got {args.per_class}")
+            labels = generate(args.out, args.per_class, args.seed, templates=args.templates)
+            print(labels)
+            return 0
         if args.command == "dtmf":
             return _dtmf(args.files, as_json=args.json)
         if args.command == "migrate":

@@ -683,6 +683,8 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
 
     def on_transcript(self, text: str, *, is_final: bool) -> None:
         self.emit("user_input_transcribed", UserInputTranscribed(text, is_final))
+        if is_final and self.amd is not None:
+            self.amd.push_transcript(text)
         interruption = self._interruption
         if interruption is None:
             return

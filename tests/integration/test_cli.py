@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from callfleet.media.tones import sine
-from callfleet.media.wav import write_wav
+from callfleet.media.wav import read_wav, write_wav
 from callfleet.sip.testing import PhoneScript
 from tests.conftest import PhoneFactory
 from tests.integration.audio import assert_tone, tone_of_wav
@@ -173,3 +173,32 @@ async def test_amd_command_labels_files_in_order(tmp_path: Path) -> None:
     assert line["file"] == str(machine) and line["label"] == "voicemail"
     assert abs(line["beep_ms"] - 2000) <= 100
     assert line["decision_ms"] >= line["beep_ms"]
+
+
+async def test_amd_corpus_command_writes_labelled_files_the_amd_command_reads(
+    tmp_path: Path,
+) -> None:
+    out_dir = tmp_path / "corpus"
+    code, out, err = await run_cli(
+        "amd-corpus", str(out_dir), "--per-class", "1", "--seed", "7", "--templates", "heldout",
+        timeout_s=120,
+    )  # fmt: skip
+    assert code == 0, err
+    labels = [json.loads(x) for x in (out_dir / "labels.jsonl").read_text().splitlines()]
+    assert out.strip() == str(out_dir / "labels.jsonl")
+    assert [t["label"] for t in labels] == ["human", "voicemail", "ivr"]
+    for t in labels:
+        samples, rate = read_wav(out_dir / t["file"])
+        assert rate == 8000 and len(samples) / rate > 1.0
+        assert t["kind"] and t["snr_db"] >= 15 and t["codec"] in ("pcmu", "pcma")
+    files = [str(out_dir / t["file"]) for t in labels]
+    code, out, err = await run_cli("amd", *files, "--json", timeout_s=180)
+    assert code == 0, err
+    assert [json.loads(x)["file"] for x in out.splitlines()] == files
+
+
+async def test_amd_corpus_command_rejects_bad_arguments(tmp_path: Path) -> None:
+    code, _, err = await run_cli("amd-corpus", str(tmp_path), "--per-class", "0")
+    assert code == 2 and "--per-class must be at least 1, got 0" in err
+    code, _, err = await run_cli("amd-corpus", str(tmp_path), "--templates", "mine")
+    assert code == 2 and "invalid choice: 'mine'" in err

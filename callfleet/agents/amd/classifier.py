@@ -54,7 +54,7 @@ _FILLERS = {"um", "uh", "erm", "ah", "hmm", "mm"}
 _PHRASES: dict[str, list[tuple[str, float]]] = {
     "voicemail": [
         (
-            r"\bleave (me |us )?(a |your |the )?(brief |short |detailed )?"
+            r"\bleave (me |us )?(a |your |the |my )?(brief |short |detailed )?"
             r"(message|voice ?mail|name)",
             2.0,
         ),
@@ -68,7 +68,7 @@ _PHRASES: dict[str, list[tuple[str, float]]] = {
         (r"\bas soon as (i|we) (can|possibly|are able)", 0.8),
         (r"\b(away from|not at) (the|my|our) (phone|desk|office)", 1.2),
         (r"\brecord your message\b", 2.0),
-        (r"\b(is|are) not (here|in|home|around|able)\b", 0.8),
+        (r"\b(is|are|am) not (here|in|home|around|able)\b", 0.8),
         (r"\bthe (person|party|number|subscriber) you (are calling|have dialed|called)", 1.5),
         (r"\bhang up or press\b", 1.5),
         (r"\bwhen you (are )?(have )?finished\b", 1.0),
@@ -78,6 +78,14 @@ _PHRASES: dict[str, list[tuple[str, float]]] = {
         (r"\bmessage\b", 0.8),
         (r"\bforwarded to\b", 1.0),
         (r"\bi (will|shall) (get|call|return)\b", 0.8),
+        (r"\b(i|we) (missed|miss|have missed) your call\b|\bsorry (i|we) missed\b", 1.5),
+        (r"\b(unable|not able) to (take|answer|come|get)\b", 1.2),
+        (
+            r"\b(switched off|out of (coverage|range|the service area)|not reachable"
+            r"|unreachable|can not be reached|not accepting calls|is busy)\b",
+            1.5,
+        ),
+        (r"\b(text|email) me\b", 0.8),
     ],
     "ivr": [
         (r"\bpress (the )?(\d|star|pound|hash)", 2.5),
@@ -104,6 +112,25 @@ _PHRASES: dict[str, list[tuple[str, float]]] = {
         (r"\bthank you for (calling|contacting)\b", 0.5),
         (r"\bwelcome to\b", 0.6),
         (r"\bestimated wait\b|\bwait time\b", 1.5),
+        (r"\bcaller number\b|\b(position|place) in (the )?(queue|line)\b|\bin the queue\b", 2.0),
+        (r"\b(thank you|thanks) for (waiting|holding|your patience)\b", 1.5),
+        (r"\b(continue to hold|hold while we|while we (connect|transfer))\b", 1.5),
+        (r"\bhigher than (normal|usual|expected)\b|\bcall volume\b", 1.5),
+        (
+            r"\b(busy|helping|assisting|serving|with) (other|another) "
+            r"(customers?|callers?|clients?|patients?)\b",
+            2.0,
+        ),
+        (
+            r"\bin a few words\b|\btell me (briefly )?(why|what|how)\b"
+            r"|\b(just|you can|please) say\b|\bsay (yes|no|agent|representative|operator)\b",
+            1.5,
+        ),
+        (r"\bare you calling (about|for|to|regarding)\b", 1.5),
+        (r"\b(your call will be|calls are) (answered|transferred|connected)\b", 1.5),
+        (r"\b(quality|training) (and training )?purposes\b", 1.2),
+        (r"\b(dial|enter|key in) (the |your )?(\d|extension)", 1.5),
+        (r"\bgo back\b|\brepeat (this|these|the) (menu|options|message)", 1.2),
     ],
     "human": [
         (r"^(hello|hi|hey|yes|yeah|yep|hallo|good (morning|afternoon|evening))\b", 1.0),
@@ -118,6 +145,10 @@ _PHRASES: dict[str, list[tuple[str, float]]] = {
         (r"\bwhat do you want\b|\bhow are you\b", 1.0),
         (r"\bspeaking\s*$", 1.0),
         (r"^(yes|yeah|hello|hi|hey)\s*$", 0.8),
+        (r"\bhold on\b|\b(one|just a) (moment|sec|second|minute)\b", 0.8),
+        (r"\bgo ahead\b|\bgo for it\b", 1.0),
+        (r"\bare you (after|looking for)\b|\bwho (are you|do you want|did you want)\b", 1.2),
+        (r"^(\w+ )?\w+ here\b", 1.0),
     ],
 }
 _COMPILED = {k: [(re.compile(p), w) for p, w in v] for k, v in _PHRASES.items()}

@@ -36,10 +36,11 @@ def load_models(*, use_stt: bool = True) -> tuple[VAD, STT | None]:
     return vad, stt
 
 
-async def analyze_file(path: str, vad: VAD, stt: STT | None) -> dict[str, Any]:
-    """The detector's verdict on one file, as the JSON object the CLI prints."""
+async def analyze_file(path: str, vad: VAD, stt: STT | None, **options: Any) -> dict[str, Any]:
+    """The detector's verdict on one file, as the JSON object the CLI prints; ``options``
+    are ``AnsweringMachineDetector`` keyword options (thresholds)."""
     samples, rate = read_wav(path)
-    detector = AnsweringMachineDetector(vad, stt)
+    detector = AnsweringMachineDetector(vad, stt, **options)
     step = samples_per_frame(rate)
     first: dict[str, Any] | None = None
     try:

@@ -1,10 +1,16 @@
 """A labelled development corpus for answering-machine detection, synthesised offline.
 
-``generate(out_dir, n_per_class, seed)`` writes ``n_per_class`` WAV files (8 kHz, the callee
-side from the moment of answer) for each of ``human``, ``voicemail`` and ``ivr``, and
+``generate(out_dir, n_per_class, seed, templates="dev")`` writes ``n_per_class`` WAV
+files (8 kHz, the callee side from the moment of answer) for each of ``human``,
+``voicemail`` and ``ivr``, and
 ``labels.jsonl`` with one line per file: ``file``, ``label``, ``kind`` (the sub-case),
 ``beep_ms`` (true beep start, ``null`` if none), ``speech_end_ms``, ``text``, ``voice``,
 ``speed``, ``snr_db``, ``codec``.
+
+Two template sets: ``dev`` (below and ``dev_greetings``; the detector was tuned on these)
+and ``heldout`` (``heldout_greetings``, written without sight of the phrase model or the
+development templates, and never tuned on); ``all`` draws from both. Benchmarks report on
+``heldout``.
 
 Sub-cases: people answering short ("Hello?"), long (a receptionist's greeting, the classic
 false "machine"), after a pause, or twice ("Hello? ... Hello?"); personal, business and
@@ -29,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from callfleet.agents import espeak
+from callfleet.agents.amd import dev_greetings, heldout_greetings
 from callfleet.media.frame import PCM16
 from callfleet.media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from callfleet.media.resample import resample
@@ -115,6 +122,42 @@ IVR_QUEUE = [
 ]
 
 
+@dataclass(frozen=True)
+class Templates:
+    """What each kind of callee says (``str.format`` templates, see ``_fill``)."""
+
+    human_short: list[str]
+    human_long: list[str]
+    human_second: list[str]
+    vm_personal: list[str]
+    vm_business: list[str]
+    vm_carrier: list[str]
+    ivr_menu: list[str]
+    ivr_queue: list[str]
+
+    @classmethod
+    def from_module(cls, module: Any) -> Templates:
+        return cls(*(getattr(module, f.upper()) for f in cls.__dataclass_fields__))
+
+    def __add__(self, other: Templates) -> Templates:
+        return Templates(*(getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__))
+
+
+DEV_TEMPLATES = Templates(
+    HUMAN_SHORT, HUMAN_LONG, HUMAN_SECOND, VM_PERSONAL, VM_BUSINESS, VM_CARRIER, IVR_MENU,
+    IVR_QUEUE,
+) + Templates.from_module(dev_greetings)  # fmt: skip
+
+
+def template_set(name: str) -> Templates:
+    """``dev``, ``heldout`` or ``all``."""
+    sets = {"dev": DEV_TEMPLATES, "heldout": Templates.from_module(heldout_greetings)}
+    sets["all"] = sets["dev"] + sets["heldout"]
+    if name not in sets:
+        raise ValueError(f"template set must be dev, heldout or all, got {name!r}")
+    return sets[name]
+
+
 @dataclass
 class _Spec:
     label: str
@@ -145,33 +188,33 @@ def _beep_part(rng: random.Random) -> tuple[str, Any]:
     return ("beep", (tones, rng.uniform(150, 1500), rng.uniform(-25, -6)))
 
 
-def _spec(rng: random.Random, label: str) -> _Spec:
+def _spec(rng: random.Random, label: str, tpl: Templates) -> _Spec:
     r = rng.random()
     s = ("silence", 0.0)
     if label == "human":
         lead = ("silence", rng.uniform(100, 900))
         if r < 0.4:
-            t = _fill(rng, rng.choice(HUMAN_SHORT))
+            t = _fill(rng, rng.choice(tpl.human_short))
             return _Spec(
                 label, "short", [lead, ("speech", t), ("silence", rng.uniform(3000, 5000))]
             )
         if r < 0.7:
-            t = _fill(rng, rng.choice(HUMAN_LONG))
+            t = _fill(rng, rng.choice(tpl.human_long))
             return _Spec(label, "long", [lead, ("speech", t), ("silence", rng.uniform(2500, 4000))])
         if r < 0.85:
-            t = _fill(rng, rng.choice(HUMAN_SHORT))
+            t = _fill(rng, rng.choice(tpl.human_short))
             pause = ("silence", rng.uniform(1500, 3500))
             return _Spec(
                 label, "pause", [pause, ("speech", t), ("silence", rng.uniform(2500, 4000))]
             )
-        t1, t2 = _fill(rng, rng.choice(HUMAN_SHORT)), rng.choice(HUMAN_SECOND)
+        t1, t2 = _fill(rng, rng.choice(tpl.human_short)), rng.choice(tpl.human_second)
         gap = ("silence", rng.uniform(1200, 2500))
         return _Spec(
             label, "twice", [lead, ("speech", t1), gap, ("speech", t2), ("silence", 2500.0)]
         )
     if label == "voicemail":
         lead = ("silence", rng.uniform(200, 1200))
-        pool = VM_PERSONAL if r < 0.5 else VM_BUSINESS if r < 0.7 else VM_CARRIER
+        pool = tpl.vm_personal if r < 0.5 else tpl.vm_business if r < 0.7 else tpl.vm_carrier
         kind = "personal" if r < 0.5 else "business" if r < 0.7 else "carrier"
         t = _fill(rng, rng.choice(pool))
         if rng.random() < 0.2:
@@ -185,10 +228,10 @@ def _spec(rng: random.Random, label: str) -> _Spec:
         return _Spec(label, kind, [lead, ("speech", t), *tail])
     lead = ("silence", rng.uniform(100, 800))
     if r < 0.55:
-        t = _fill(rng, rng.choice(IVR_MENU))
+        t = _fill(rng, rng.choice(tpl.ivr_menu))
         return _Spec(label, "menu", [lead, ("speech", t), ("silence", rng.uniform(1000, 3000))])
     if r < 0.85:
-        t = _fill(rng, rng.choice(IVR_QUEUE))
+        t = _fill(rng, rng.choice(tpl.ivr_queue))
         return _Spec(label, "queue", [lead, ("speech", t), ("music", rng.uniform(3000, 6000))])
     del s
     return _Spec(label, "music", [("music", rng.uniform(6000, 9000))])
@@ -312,9 +355,15 @@ async def _render(rng: random.Random, spec: _Spec, piper: Any) -> tuple[PCM16, d
 
 
 async def agenerate(
-    out_dir: str | Path, n_per_class: int, seed: int, *, use_piper: bool = True
+    out_dir: str | Path,
+    n_per_class: int,
+    seed: int,
+    *,
+    templates: str = "dev",
+    use_piper: bool = True,
 ) -> Path:
     """Writes the corpus (see the module docstring); returns the labels file's path."""
+    tpl = template_set(templates)
     out = Path(out_dir)
     await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -330,7 +379,7 @@ async def agenerate(
     lines: list[str] = []
     for i in range(n_per_class):
         for label in CLASSES:
-            spec = _spec(rng, label)
+            spec = _spec(rng, label, tpl)
             pcm, meta = await _render(rng, spec, piper)
             name = f"{label}_{seed}_{i:04d}.wav"
             await asyncio.to_thread(write_wav, out / name, pcm, RATE)
@@ -339,6 +388,6 @@ async def agenerate(
     return labels_path
 
 
-def generate(out_dir: str | Path, n_per_class: int, seed: int) -> Path:
+def generate(out_dir: str | Path, n_per_class: int, seed: int, templates: str = "dev") -> Path:
     """Synchronous ``agenerate`` (for scripts; not from inside an event loop)."""
-    return asyncio.run(agenerate(out_dir, n_per_class, seed))
+    return asyncio.run(agenerate(out_dir, n_per_class, seed, templates=templates))

@@ -55,6 +55,8 @@ ANALYSIS_RATE = 8000
 LABELS = ("human", "voicemail", "ivr", "unknown")
 #: A transcript verdict this confident that it is a person decides ``human`` on its own.
 _STRONG_HUMAN = 0.85
+#: The reason of a ``human`` decided on cadence while the greeting's words were awaited.
+_BEFORE_WORDS = "short greeting then silence (before its words)"
 #: Music meter: block length (samples at ``ANALYSIS_RATE``), spectral similarity of two
 #: blocks that counts as "the same sound", level over the quietest blocks (dB) that counts.
 _MUSIC_BLOCK = 512
@@ -132,6 +134,10 @@ class _AMDOptions:
     max_listen_ms: float
     long_human_ms: float
     music_ms: float
+    transcripts: str
+    pushed_wait_ms: float
+    human_words_silence_ms: float
+    talking_human_ms: float
 
 
 class AnsweringMachineDetector:
@@ -167,7 +173,25 @@ class AnsweringMachineDetector:
       Default 4500.
     - ``music_ms``: this much steady non-speech sound (hold music) means ``ivr``.
       Default 2000.
+    - ``transcripts``: ``"stt"`` (default): the detector transcribes each pause in the
+      greeting itself. ``"pushed"``: another recognizer already transcribes every
+      utterance (an ``AgentSession``'s STT) and hands its final transcripts to
+      ``push_transcript``; the detector then only transcribes speech that has not paused
+      yet (every ``transcript_every_ms``), so a "Hello?" is not transcribed twice.
+    - ``pushed_wait_ms``: with ``transcripts="pushed"``, how long after an utterance ends
+      its transcript is waited for before deciding without it. Default 2000.
+    - ``human_words_silence_ms``: silence after a short greeting whose words already say
+      "person" that decides ``human`` without the full ``after_greeting_silence_ms``.
+      Default 400.
+    - ``talking_human_ms``: at ``total_analysis_ms`` a callee still talking whose words
+      sound like a person is given until this long to pause (a person stops for an
+      answer; a machine talks on) before deciding on the words. Default 8000.
     - ``call_id``: for log lines.
+
+    A short greeting followed by silence decides ``human`` without waiting for its
+    transcript (the greeting must not wait on a slow STT); words that then say
+    ``voicemail`` or ``ivr`` with ``min_transcript_confidence`` revise it. A decision made
+    on the words themselves needs ``revise_confidence`` to be overturned.
     """
 
     def __init__(
@@ -189,6 +213,10 @@ class AnsweringMachineDetector:
         max_listen_ms: float = 30000.0,
         long_human_ms: float = 4500.0,
         music_ms: float = 2000.0,
+        transcripts: str = "stt",
+        pushed_wait_ms: float = 2000.0,
+        human_words_silence_ms: float = 400.0,
+        talking_human_ms: float = 8000.0,
         call_id: str | None = None,
     ) -> None:
         self._opts = _AMDOptions(
@@ -204,7 +232,13 @@ class AnsweringMachineDetector:
             max_listen_ms,
             long_human_ms,
             music_ms,
+            transcripts,
+            pushed_wait_ms,
+            human_words_silence_ms,
+            talking_human_ms,
         )
+        if transcripts not in ("stt", "pushed"):
+            raise ValueError(f"transcripts must be 'stt' or 'pushed', got {transcripts!r}")
         for name in ("greeting_ms", "after_greeting_silence_ms", "total_analysis_ms"):
             if getattr(self._opts, name) <= 0:
                 raise ValueError(f"{name} must be > 0 ms, got {getattr(self._opts, name)!r}")
@@ -228,6 +262,10 @@ class AnsweringMachineDetector:
         self._verdict: TranscriptVerdict | None = None
         self._stt_task: asyncio.Task[tuple[str, TranscriptVerdict]] | None = None
         self._stt_pending = False
+        # transcripts="pushed": texts received, and until when one is awaited (ms).
+        self._pushed: list[str] = []
+        self._pushed_new = False
+        self._pushed_due_ms: float | None = None
         self.stt_ms = 0.0  # wall time spent waiting on STT + classifier, ms (for stats)
         # Decisions.
         self._results: list[AMDResult] = []
@@ -308,7 +346,7 @@ class AnsweringMachineDetector:
                 start = self._speech_start if self._speech_start is not None else end
                 self._utterances.append((start, end))
                 self._speech_start = None
-                self._request_transcript()
+                self._request_transcript(at_pause=True)
         out += self._check_beep(self._beeps.process(samples))
         if self._beeps.in_progress_since_ms is None and self._beep_ms is None:
             self._music.process(samples, self._speech_start is not None)
@@ -322,6 +360,24 @@ class AnsweringMachineDetector:
         if self._now_ms >= self._opts.max_listen_ms:
             self._done = True
         return out
+
+    def push_transcript(self, text: str) -> None:
+        """A final transcript of the callee's latest utterance from another recognizer
+        (``transcripts="pushed"``); it is classified and used from the next frame on."""
+        if self._done:
+            return
+        self._pushed_due_ms = None
+        if not text.strip():
+            return
+        self._pushed.append(text.strip())
+        if self._stt_task is None:
+            self._classify_pushed()
+        else:
+            self._pushed_new = True
+
+    def _classify_pushed(self) -> None:
+        self._pushed_new = False
+        self._stt_task = asyncio.create_task(self._classify(" ".join(self._pushed)))
 
     async def settle(self) -> list[AMDResult]:
         """Waits for a transcription in flight and applies it. Offline analysis calls this
@@ -355,13 +411,12 @@ class AnsweringMachineDetector:
             total += self._now_ms - self._speech_start
         return total
 
-    def _greeting_ms(self) -> tuple[float, bool]:
-        """(length in ms of the greeting: speech up to the first pause of
-        ``after_greeting_silence_ms``, whether that pause has come)."""
+    def _greeting_ms(self, gap: float) -> tuple[float, bool]:
+        """(length in ms of the greeting: speech up to the first pause of ``gap`` ms,
+        whether that pause has come)."""
         first = self._first_speech_ms()
         if first is None:
             return 0.0, False
-        gap = self._opts.after_greeting_silence_ms
         end = first
         for i, (_, e) in enumerate(self._utterances):
             nxt = self._utterances[i + 1][0] if i + 1 < len(self._utterances) else None
@@ -374,7 +429,17 @@ class AnsweringMachineDetector:
             end = self._now_ms
         return end - first, False
 
-    def _request_transcript(self) -> None:
+    def _waiting_for_words(self) -> bool:
+        """A transcript of speech heard is on its way."""
+        if self._stt_task is not None:
+            return True
+        due = self._pushed_due_ms
+        return due is not None and self._now_ms < due
+
+    def _request_transcript(self, at_pause: bool = False) -> None:
+        if at_pause and self._opts.transcripts == "pushed":
+            self._pushed_due_ms = self._now_ms + self._opts.pushed_wait_ms
+            return
         if self._stt is None:
             return
         first = self._first_speech_ms()
@@ -397,10 +462,12 @@ class AnsweringMachineDetector:
         t0 = loop.time()
         try:
             event = await self._stt.recognize(audio, ANALYSIS_RATE)
-            text = event.text
-            verdict = await self._vmd.classify(text, call_id=self._call_id) if text else None
+            return await self._classify(event.text)
         finally:
             self.stt_ms += (loop.time() - t0) * 1000
+
+    async def _classify(self, text: str) -> tuple[str, TranscriptVerdict]:
+        verdict = await self._vmd.classify(text, call_id=self._call_id) if text else None
         return text, verdict or classify_transcript("")
 
     def _collect_transcript(self) -> list[AMDResult]:
@@ -415,7 +482,9 @@ class AnsweringMachineDetector:
         else:
             if text:
                 self._transcript, self._verdict = text, verdict
-        if self._stt_pending:
+        if self._pushed_new:
+            self._classify_pushed()
+        elif self._stt_pending:
             self._stt_pending = False
             self._request_transcript()
         return []
@@ -481,18 +550,22 @@ class AnsweringMachineDetector:
             return self._decide_first(verdict)
         if current.beep_ms is not None:
             return []  # a beep is the strongest evidence there is
-        if current.label in ("unknown", "human") and not current.reason.startswith("transcript"):
+        by_cadence = current.reason.startswith(("long greeting", "short", "no speech"))
+        if current.label == "unknown" or (by_cadence and current.label != "ivr"):
+            # Music after speech: a queue, not a person or a voicemail (they go quiet).
             if self._music.music_ms >= opts.music_ms * (1.0 if current.label == "unknown" else 1.5):
                 return self._report("ivr", 0.7, "hold music")
         if verdict is None or verdict.label == "unknown" or verdict.label == current.label:
             if current.label == "unknown" and self._first_speech_ms() is not None:
                 return self._decide_first(verdict, late=True)
             return []
-        by_cadence = current.reason.startswith(("long greeting", "short", "no speech"))
         if current.label == "unknown":
             return self._report(verdict.label, verdict.confidence, "transcript")
         if current.label == "human":
-            if verdict.confidence >= opts.revise_confidence:
+            needed = opts.revise_confidence
+            if current.reason.startswith("short greeting"):
+                needed = opts.min_transcript_confidence  # a "Hello?" can be a greeting's start
+            if verdict.confidence >= needed:
                 return self._report(verdict.label, verdict.confidence, "transcript")
             return []
         # voicemail <-> ivr on the words; a machine by cadence only -> human on strong words
@@ -518,13 +591,24 @@ class AnsweringMachineDetector:
             if self._now_ms >= opts.total_analysis_ms and not late:
                 return self._report("unknown", 0.5, "no speech")
             return []
-        greeting, paused = self._greeting_ms()
-        waiting_stt = self._stt_task is not None
+        greeting, paused = self._greeting_ms(opts.after_greeting_silence_ms)
+        waiting_stt = self._waiting_for_words()
         human_words = verdict is not None and verdict.label == "human"
         machine_words = verdict is not None and verdict.label in ("voicemail", "ivr")
+        if (
+            human_words
+            and verdict is not None
+            and verdict.confidence >= opts.min_transcript_confidence
+        ):
+            quick, quick_paused = self._greeting_ms(opts.human_words_silence_ms)
+            if quick_paused and quick <= opts.greeting_ms:
+                return self._report("human", 0.8, "short greeting, human words, silence")
+        if paused and greeting <= opts.greeting_ms and not machine_words:
+            # A person's "Hello?" and wait: decided now, the words may still revise it.
+            if verdict is None and (waiting_stt or self._stt is not None):
+                return self._report("human", 0.75, _BEFORE_WORDS)
+            return self._report("human", 0.8, "short greeting then silence")
         if paused and not waiting_stt:
-            if greeting <= opts.greeting_ms and not machine_words:
-                return self._report("human", 0.8, "short greeting then silence")
             if human_words:
                 return self._report("human", 0.7, "greeting then silence, human words")
             if self._stt is not None and verdict is None:
@@ -536,10 +620,14 @@ class AnsweringMachineDetector:
         if self._now_ms >= opts.total_analysis_ms and not waiting_stt and not late:
             if self._music.music_ms >= opts.music_ms:
                 return self._report("ivr", 0.6, "hold music")
-            if verdict is not None and (
-                verdict.label in ("voicemail", "ivr")
-                or (verdict.label == "human" and verdict.confidence >= 0.8)
-            ):
+            if verdict is not None and verdict.confidence >= opts.min_transcript_confidence:
+                still_talking = self._speech_start is not None
+                if (
+                    verdict.label == "human"
+                    and still_talking
+                    and self._now_ms < opts.talking_human_ms
+                ):
+                    return []  # people pause for an answer: wait for it, machines talk on
                 return self._report(verdict.label, verdict.confidence * 0.8, "transcript (weak)")
             if self._speech_total_ms() > opts.greeting_ms:
                 return self._report("voicemail", 0.55, "long greeting (timeout)")

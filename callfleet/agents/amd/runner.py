@@ -89,8 +89,12 @@ class AMDRunner:
             stt: STT | None = session.resolve_stt(agent)
         except AgentError:
             stt = None  # cadence and beep only
+        # The session's STT already transcribes every utterance: the detector takes those
+        # transcripts (``push_transcript``) rather than transcribing the greeting again.
+        detector_options: dict[str, Any] = {"transcripts": "pushed" if stt else "stt"}
+        detector_options.update(options.detector)
         self.detector = AnsweringMachineDetector(
-            vad, stt, call_id=session.call_id, **options.detector
+            vad, stt, call_id=session.call_id, **detector_options
         )
         self._decided = asyncio.Event()
         self._agent = agent
@@ -101,6 +105,10 @@ class AMDRunner:
             if result.event is AMDEvent.MESSAGE_START:
                 continue
             self._note(result)
+
+    def push_transcript(self, text: str) -> None:
+        """A final transcript from the session's STT."""
+        self.detector.push_transcript(text)
 
     def _note(self, result: AMDResult) -> None:
         o = self.outcome

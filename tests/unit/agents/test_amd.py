@@ -3,6 +3,7 @@ on synthesised calls (espeak-ng speech, real Silero VAD and Whisper), and the CL
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -58,6 +59,13 @@ def test_normalize_unifies_case_numbers_contractions_and_punctuation() -> None:
         ("Hello?", "human"),
         ("Good morning, Zenith Dental, this is Priya speaking, how can I help you?", "human"),
         ("Yeah, who is this?", "human"),
+        ("Sorry I missed your call, text me.", "voicemail"),
+        ("The number you have called is switched off.", "voicemail"),
+        ("You are caller number three. Thank you for your patience.", "ivr"),
+        ("Briefly tell me why you are calling. You can say billing or support.", "ivr"),
+        ("We are experiencing higher than normal call volume.", "ivr"),
+        ("Hold on, go ahead.", "human"),
+        ("Priya here, are you after someone in particular?", "human"),
         ("", "unknown"),
         ("the weather is nice today", "unknown"),
     ],
@@ -239,6 +247,64 @@ async def test_ivr_menu(vad: SileroVAD, stt: WhisperSTT) -> None:
     det = AnsweringMachineDetector(vad, stt)
     await run(det, call(silence(300, RATE), menu, silence(1500, RATE)))
     assert det.result is not None and det.result.label == "ivr"
+
+
+async def feed_live(
+    det: AnsweringMachineDetector, audio: PCM16, transcripts: dict[float, str]
+) -> list[AMDResult]:
+    """Feeds ``audio`` without settling (as on a live call) and pushes each transcript
+    when the audio fed reaches its time (ms)."""
+    results: list[AMDResult] = []
+    step = RATE // 50
+    pending = sorted(transcripts.items())
+    for i in range(0, len(audio), step):
+        while pending and det.now_ms >= pending[0][0]:
+            det.push_transcript(pending.pop(0)[1])
+        results += await det.push_frame(AudioFrame(audio[i : i + step], RATE))
+        await asyncio.sleep(0)  # lets a classification finish, as a live loop would
+    await det.aclose()
+    return results
+
+
+async def test_pushed_transcript_revises_a_human_decided_before_its_words(
+    vad: SileroVAD,
+) -> None:
+    """A short greeting then silence decides human at once, without its transcript; the
+    session's transcript ("leave a message") arriving later revises it to voicemail."""
+    greeting = await say("Dan. Leave a message.")
+    audio = call(silence(300, RATE), greeting, silence(3000, RATE))
+    end = 300 + len(greeting) * 1000 / RATE
+    det = AnsweringMachineDetector(vad, transcripts="pushed")
+    results = await feed_live(det, audio, {end + 1500: "Dan. Leave a message."})
+    first, last = results[0], det.result
+    assert first.label == "human" and first.decision_ms < end + 1000
+    assert "before its words" in first.reason
+    assert last is not None and last.label == "voicemail" and last.revised
+    assert last.decision_ms >= end + 1500 and "leave a message" in last.transcript.lower()
+
+
+async def test_pushed_transcripts_are_awaited_for_a_long_greeting(vad: SileroVAD) -> None:
+    """A greeting too long for a person's "Hello?" waits for the pushed transcript (the
+    detector transcribes nothing itself at a pause); without one it decides on cadence
+    once ``pushed_wait_ms`` has passed."""
+    text = "Riverside Dental, Sarah speaking, how can I help?"
+    greeting = await say(text)
+    audio = call(silence(300, RATE), greeting, silence(4000, RATE))
+    end = 300 + len(greeting) * 1000 / RATE
+    assert end < 4000  # one utterance, over before total_analysis_ms
+    heard = await feed_live(AnsweringMachineDetector(vad, transcripts="pushed"), audio,
+                            {end + 900: text})  # fmt: skip
+    assert [r.label for r in heard] == ["human"] and heard[0].reason == "transcript"
+    assert heard[0].decision_ms >= end + 900
+    silent = await feed_live(
+        AnsweringMachineDetector(vad, transcripts="pushed", pushed_wait_ms=1000), audio, {}
+    )
+    assert silent[0].decision_ms >= end + 1000  # waited for words that never came
+
+
+def test_transcripts_option_is_checked(vad: SileroVAD) -> None:
+    with pytest.raises(ValueError, match="transcripts must be 'stt' or 'pushed'"):
+        AnsweringMachineDetector(vad, transcripts="whisper")
 
 
 async def test_wait_for_message_start_times_out(vad: SileroVAD) -> None:
