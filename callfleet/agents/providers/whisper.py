@@ -9,6 +9,11 @@ not transcribed at all, and a segment is dropped when Whisper itself says it is 
 not speech (``no_speech_prob`` above ``no_speech_threshold`` with an ``avg_logprob``
 below ``log_prob_threshold``, the rule of OpenAI's reference decoder) or when its text is
 too unlikely to trust (``avg_logprob`` below ``min_avg_logprob``).
+
+Whisper can also loop ("God bless you, God bless you, ..."), on noisy or synthetic
+speech: a segment whose text compresses more than 2.4 times with zlib (OpenAI's
+``compression_ratio_threshold``) is dropped, and decoding stops after
+``MAX_TOKENS_PER_S`` tokens per second of audio, so a loop costs a bounded time.
 """
 
 from __future__ import annotations
@@ -47,6 +52,12 @@ PROVIDER = "faster-whisper"
 WHISPER_SAMPLE_RATE = 16000
 #: Length of each level-gate block (s).
 _GATE_BLOCK_S = 0.02
+#: A segment whose text compresses more than this (zlib) is a repetition loop.
+MAX_COMPRESSION_RATIO = 2.4
+#: Decoding budget: fast speech is about 4-5 tokens a second; twice that, plus a margin,
+#: bounds a loop. ``MAX_NEW_TOKENS`` stays under Whisper's 448-token context.
+MAX_TOKENS_PER_S = 10
+MAX_NEW_TOKENS = 200
 
 
 def default_cpu_threads() -> int:
@@ -229,10 +240,16 @@ class WhisperSTT:
                 condition_on_previous_text=False,
                 no_speech_threshold=opts.no_speech_threshold,
                 log_prob_threshold=opts.log_prob_threshold,
+                max_new_tokens=min(
+                    MAX_NEW_TOKENS,
+                    16 + int(MAX_TOKENS_PER_S * len(samples) / WHISPER_SAMPLE_RATE),
+                ),
             )
             kept: list[tuple[str, float]] = []
             for seg in segments:  # decoding happens while iterating
-                if _is_hallucination(seg.no_speech_prob, seg.avg_logprob, opts):
+                if _is_hallucination(
+                    seg.no_speech_prob, seg.avg_logprob, seg.compression_ratio, opts
+                ):
                     logger.debug(
                         "dropped Whisper segment %r (no_speech_prob %.2f, avg_logprob %.2f)",
                         seg.text,
@@ -248,10 +265,12 @@ class WhisperSTT:
         return text, info.language or (language or ""), confidence
 
 
-def _is_hallucination(no_speech_prob: float, avg_logprob: float, opts: _WhisperOptions) -> bool:
+def _is_hallucination(
+    no_speech_prob: float, avg_logprob: float, compression_ratio: float, opts: _WhisperOptions
+) -> bool:
     if no_speech_prob > opts.no_speech_threshold and avg_logprob < opts.log_prob_threshold:
         return True
-    return avg_logprob < opts.min_avg_logprob
+    return avg_logprob < opts.min_avg_logprob or compression_ratio > MAX_COMPRESSION_RATIO
 
 
 def _peak_block_dbfs(samples: PCM16) -> float:

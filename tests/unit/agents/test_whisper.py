@@ -116,3 +116,16 @@ async def test_bad_input_and_bad_model(tmp_path: Path) -> None:
     assert excinfo.value.__cause__ is not None
     with pytest.raises(ValueError, match="beam_size must be an integer >= 1, got 0"):
         WhisperSTT(beam_size=0)
+
+
+async def test_a_repetition_loop_is_dropped(stt: WhisperSTT) -> None:
+    """Text that repeats itself over and over (a Whisper loop, here provoked by speech
+    that really repeats) compresses over 2.4 times and is dropped; a sentence is not."""
+    tts = PiperTTS(noise_scale=0.0, noise_w_scale=0.0)
+    looped = np.concatenate(
+        [f.samples async for f in tts.synthesize(" ".join(["Thank you, thank you."] * 10))]
+    )
+    plain = np.concatenate([f.samples async for f in tts.synthesize(SENTENCES[0])])
+    await tts.aclose()
+    assert (await stt.recognize(looped, tts.sample_rate)).text == ""
+    assert_mostly_heard((await stt.recognize(plain, tts.sample_rate)).text, SENTENCES[0])
