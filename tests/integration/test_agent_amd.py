@@ -120,8 +120,8 @@ async def test_a_person_gets_the_conversation(
     await voice.finish()
     outcome = session.amd_outcome
     assert outcome is not None and outcome["label"] == "human", outcome
-    # "Hello?" ends at ~1.0 s; 0.8 s of silence decides without waiting for Whisper's
-    # transcript (the session's, shared with AMD): ~1.7 s here, target 2.5 s.
+    # "Hello?" ends at ~1.0 s; 0.6 s of silence decides without waiting for Whisper's
+    # transcript (the session's, shared with AMD): ~1.5 s here, target 2.5 s.
     assert outcome["decision_ms"] < 2500 and not outcome["message_left"]
     said = [(m.role, m.content) for m in session.history.messages()]
     assert ("assistant", "Hi, this is Acme Dental.") in said

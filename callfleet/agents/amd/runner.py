@@ -46,7 +46,7 @@ class AMDOptions:
     #: The voicemail message (``action="voicemail"``); spoken with the agent's TTS.
     message: str | None = None
     #: Longest the greeting waits for the first decision (s).
-    decision_timeout_s: float = 6.0
+    decision_timeout_s: float = 9.0
     #: Longest wait for the moment to leave the message after a voicemail decision (s).
     message_timeout_s: float = 30.0
     #: Keyword arguments of ``AnsweringMachineDetector`` (thresholds, in ms).
