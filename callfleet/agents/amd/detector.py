@@ -72,6 +72,16 @@ def _leans_machine(verdict: TranscriptVerdict | None) -> bool:
     return max(scores.get("voicemail", 0.0), scores.get("ivr", 0.0)) > scores.get("human", 0.0)
 
 
+def _machine_kind(verdict: TranscriptVerdict | None) -> str:
+    """Which machine a long greeting is when its words do not decide: ``ivr`` if they
+    hold more menu phrases than voicemail ones ("welcome to", "thank you for calling"),
+    else ``voicemail`` (the commoner answer on outbound calls)."""
+    if verdict is None:
+        return "voicemail"
+    scores = verdict.scores
+    return "ivr" if scores.get("ivr", 0.0) > scores.get("voicemail", 0.0) else "voicemail"
+
+
 class _MusicMeter:
     """Sustained, steady sound outside speech: hold music. Counts the ms of 64 ms blocks
     whose 200-3400 Hz power spectrum matches the previous block's (cosine similarity over
@@ -627,7 +637,7 @@ class AnsweringMachineDetector:
             ):
                 return self._report("human", 0.5, "short greeting then silence")
             else:
-                return self._report("voicemail", 0.55, "long greeting")
+                return self._report(_machine_kind(verdict), 0.55, "long greeting")
         if self._now_ms >= opts.total_analysis_ms and not waiting_stt and not late:
             if self._music.music_ms >= opts.music_ms:
                 return self._report("ivr", 0.6, "hold music")
@@ -648,7 +658,7 @@ class AnsweringMachineDetector:
                     return []  # people pause for an answer: wait for it, machines talk on
                 return self._report(verdict.label, verdict.confidence * 0.8, "transcript (weak)")
             if self._speech_total_ms() > opts.greeting_ms:
-                return self._report("voicemail", 0.55, "long greeting (timeout)")
+                return self._report(_machine_kind(verdict), 0.55, "long greeting (timeout)")
             return self._report("human", 0.55, "short speech (timeout)")
         return []
 
