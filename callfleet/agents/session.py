@@ -267,7 +267,7 @@ class AgentSession(EventEmitter, Generic[UserdataT]):
         if (
             call.direction == "outbound"
             and self.options.outbound_greeting == "after_callee"
-            and label != "human"  # AMD already heard the callee speak and stop
+            and label is None  # AMD's decision already waited for the callee (or silence)
         ):
             await self._wait_callee_first()
         if self._closing:

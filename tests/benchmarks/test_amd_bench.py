@@ -68,18 +68,16 @@ def report(rows: list[Row], title: str) -> None:
     print(f"human vs machine accuracy {hvm:.1%} (target >= 97%)")
     print(f"humans called machine     {h2m:.1%} (target <= 2%)")
     print(f"3-way accuracy            {acc:.1%} (target >= 90%)")
+    # Decision time: when the final label was first said (``label_ms``).
     for a in CLASSES:
-        mine = [o for t, o in rows if t["label"] == a]
-        print(
-            f"decision ms {a:<10} first {_spread([o['first_decision_ms'] for o in mine if o['first_decision_ms']])}; "  # noqa: E501
-            f"final {_spread([o['decision_ms'] for o in mine if o['decision_ms']])}"
-        )
+        times = [o["label_ms"] for t, o in rows if t["label"] == a and o["label_ms"] is not None]
+        print(f"decision ms {a:<10} {_spread(times)}")
     kinds = sorted({(t["label"], t.get("kind", "")) for t, _ in rows})
     for label, kind in kinds:
         mine = [(t, o) for t, o in rows if t["label"] == label and t.get("kind", "") == kind]
         right = sum(t["label"] == o["label"] for t, o in mine)
-        times = [o["first_decision_ms"] for _, o in mine if o["first_decision_ms"]]
-        print(f"  {label}/{kind:<18} {right:>3}/{len(mine):<3} first decision {_spread(times)}")
+        times = [o["label_ms"] for _, o in mine if o["label_ms"] is not None]
+        print(f"  {label}/{kind:<18} {right:>3}/{len(mine):<3} decision ms {_spread(times)}")
     errors = [
         abs(o["beep_ms"] - t["beep_ms"])
         for t, o in rows

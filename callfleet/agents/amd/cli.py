@@ -2,9 +2,11 @@
 
 Each file is the callee side from the moment of answer, at any sample rate. It is fed to an
 ``AnsweringMachineDetector`` in 20 ms frames as if streaming, with the STT treated as
-instant (``settle()`` after each frame), so ``decision_ms`` is the time in the file at which
-the detector decided; ``stt_ms`` reports what the transcriptions actually cost. The models
-(Silero VAD, Whisper) are loaded once for all the files.
+instant (``settle()`` after each frame), so times are times in the file: ``decision_ms`` of
+the last decision or revision, ``label_ms`` of the first decision giving the final label
+(a silent start is ``unknown`` at 2.5 s, then ``human`` when the callee speaks: the latter),
+``first_decision_ms`` of the very first; ``stt_ms`` reports what the transcriptions actually
+cost. The models (Silero VAD, Whisper) are loaded once for all the files.
 """
 
 from __future__ import annotations
@@ -42,19 +44,22 @@ async def analyze_file(path: str, vad: VAD, stt: STT | None, **options: Any) -> 
     samples, rate = read_wav(path)
     detector = AnsweringMachineDetector(vad, stt, **options)
     step = samples_per_frame(rate)
-    first: dict[str, Any] | None = None
     try:
         for start in range(0, len(samples), step):
             frame = AudioFrame(samples[start : start + step], rate, timestamp_s=start / rate)
-            results = await detector.push_frame(frame)
-            results += await detector.settle()
-            for r in results:
-                if first is None and r.event is AMDEvent.DECISION:
-                    first = {"label": r.label, "decision_ms": r.decision_ms}
+            await detector.push_frame(frame)
+            await detector.settle()
     finally:
         await detector.aclose()
     final = detector.result
     beep = detector.beep
+    decisions = [r for r in detector.results if r.event is not AMDEvent.MESSAGE_START]
+    first = decisions[0] if decisions else None
+    label_ms = None  # when the final label was first said (e.g. "unknown" then "human")
+    for r in reversed(decisions):
+        if final is None or r.label != final.label:
+            break
+        label_ms = r.decision_ms
     return {
         "file": path,
         "label": final.label if final else "unknown",
@@ -63,8 +68,9 @@ async def analyze_file(path: str, vad: VAD, stt: STT | None, **options: Any) -> 
         "confidence": final.confidence if final else 0.0,
         "reason": final.reason if final else "no decision",
         "revised": bool(final and final.revised),
-        "first_label": first["label"] if first else None,
-        "first_decision_ms": first["decision_ms"] if first else None,
+        "label_ms": label_ms,
+        "first_label": first.label if first else None,
+        "first_decision_ms": first.decision_ms if first else None,
         "beep_end_ms": beep.end_ms if beep else None,
         "beep_hz": list(beep.freqs_hz) if beep else None,
         "message_start_ms": detector.message_start_ms,

@@ -175,9 +175,10 @@ class AnsweringMachineDetector:
     - ``total_analysis_ms``: if nothing decided by then, decide from what is known.
       Default 6000 (Asterisk 5000; 6000 halved the long greetings of people called
       machines on the development corpus).
-    - ``no_speech_ms``: with no speech and no beep by ``total_analysis_ms`` the label is
-      ``unknown``; speech after this still decides. Default 2500 (Asterisk's initial
-      silence; not a machine signal on its own, people often wait for the caller).
+    - ``no_speech_ms``: with no speech, beep or music by then the label is ``unknown`` (so
+      the agent can greet a callee who waits for the caller to speak); speech, a beep or
+      music after this still decide. Default 2500 (Asterisk's initial silence, which
+      Asterisk calls a machine; people often wait silently, so here it is not).
     - ``min_transcript_confidence``: a transcript verdict decides above this. Default 0.7.
     - ``revise_confidence``: a transcript verdict overturns a ``human`` decision above
       this. Default 0.9.
@@ -607,7 +608,9 @@ class AnsweringMachineDetector:
         if first is None:
             if self._music.music_ms >= opts.music_ms:
                 return self._report("ivr", 0.7, "hold music")
-            if self._now_ms >= opts.total_analysis_ms and not late:
+            if self._now_ms >= opts.no_speech_ms and not late:
+                # A silent callee is waiting for the caller: let the agent speak; speech,
+                # a beep or music after this still decide.
                 return self._report("unknown", 0.5, "no speech")
             return []
         greeting, paused = self._greeting_ms(opts.after_greeting_silence_ms)
