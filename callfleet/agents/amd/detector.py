@@ -34,6 +34,7 @@ import enum
 import logging
 import math
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +54,8 @@ logger = logging.getLogger(__name__)
 #: Rate of the beep detector and of the audio kept for transcription (Hz).
 ANALYSIS_RATE = 8000
 LABELS = ("human", "voicemail", "ivr", "unknown")
+#: Who transcribes the greeting: the detector ("stt") or another recognizer ("pushed").
+TranscriptSource = Literal["stt", "pushed"]
 #: A transcript verdict this confident that it is a person decides ``human`` on its own.
 _STRONG_HUMAN = 0.85
 #: The reason of a ``human`` decided on cadence while the greeting's words were awaited.
@@ -152,7 +155,7 @@ class _AMDOptions:
     max_listen_ms: float
     long_human_ms: float
     music_ms: float
-    transcripts: str
+    transcripts: TranscriptSource
     pushed_wait_ms: float
     human_words_silence_ms: float
     talking_human_ms: float
@@ -233,7 +236,7 @@ class AnsweringMachineDetector:
         max_listen_ms: float = 30000.0,
         long_human_ms: float = 6000.0,
         music_ms: float = 2000.0,
-        transcripts: str = "stt",
+        transcripts: TranscriptSource = "stt",
         pushed_wait_ms: float = 2000.0,
         human_words_silence_ms: float = 400.0,
         talking_human_ms: float = 8000.0,
