@@ -121,6 +121,16 @@ def tail_tone(samples: PCM16, rate: int, seconds: float = 0.6) -> float:
     return dominant_frequency_hz(samples[-int(seconds * rate) :], rate)
 
 
+async def assert_bridged(
+    caller: TestPhone, caller_call: str, human: TestPhone, human_call: str
+) -> None:
+    """Each side's recording ends with the other side's tone: audio flowed both ways."""
+    heard, _, rate = await recording(caller, caller_call)
+    assert_tone(tail_tone(heard, rate), HUMAN_HZ)
+    heard, _, rate = await recording(human, human_call)
+    assert_tone(tail_tone(heard, rate), CALLER_HZ)
+
+
 def tone_seconds(samples: PCM16, rate: int, hz: float, *, tolerance_hz: float = 15.0) -> float:
     """How long ``samples`` carry a loud tone of ``hz`` (50 ms blocks)."""
     step = rate // 20
@@ -165,10 +175,7 @@ async def test_blind_transfer_refers_the_caller_to_the_human(
 
     await asyncio.sleep(1.2)  # caller and human talk, without us
     await caller.send({"cmd": "hangup", "call": refer["new_call"]})
-    heard, _, rate = await recording(caller, refer["new_call"])
-    assert_tone(tail_tone(heard, rate), HUMAN_HZ)
-    heard, _, rate = await recording(human, incoming["call"])
-    assert_tone(tail_tone(heard, rate), CALLER_HZ)
+    await assert_bridged(caller, refer["new_call"], human, incoming["call"])
 
 
 async def test_refused_refer_falls_back_to_dial_and_bridge(
@@ -210,10 +217,7 @@ async def test_refused_refer_falls_back_to_dial_and_bridge(
     assert await human_leg.wait_ended(5) is EndReason.COMPLETED
     ended = await human.wait_for("ended", call=human_side)
     assert ended["reason"] == "completed"
-    heard, _, rate = await recording(caller, caller_side)
-    assert_tone(tail_tone(heard, rate), HUMAN_HZ)
-    heard, _, rate = await recording(human, human_side)
-    assert_tone(tail_tone(heard, rate), CALLER_HZ)
+    await assert_bridged(caller, caller_side, human, human_side)
 
 
 async def test_warm_transfer_briefs_the_human_then_bridges(

@@ -318,6 +318,20 @@ VOICE_AGENT = {
 }
 
 
+def use_voice_agent(dialer_env: DialerEnv, campaign_id: str) -> str:
+    """Gives the campaign the ``VOICE_AGENT`` config; returns its tenant's id."""
+    from callfleet.dialer.models import AgentConfig
+
+    with transaction(dialer_env.sessions) as s:
+        campaign = s.get(Campaign, campaign_id)
+        assert campaign is not None
+        config = AgentConfig(tenant_id=campaign.tenant_id, name="reminder", definition=VOICE_AGENT)
+        s.add(config)
+        s.flush()
+        campaign.agent_config_id = config.id
+        return campaign.tenant_id
+
+
 async def test_campaign_calls_are_answered_by_the_voice_agent(
     dialer_env: DialerEnv,
     worker_factory: Callable[[], CallWorker],
@@ -325,7 +339,7 @@ async def test_campaign_calls_are_answered_by_the_voice_agent(
     tmp_path: Path,
 ) -> None:
     from callfleet.agents.providers.piper import PiperTTS
-    from callfleet.dialer.models import AgentConfig, CallResult
+    from callfleet.dialer.models import CallResult
 
     # The callee: silent while the greeting plays, then "Yes, Tuesday works for me."
     tts = PiperTTS()
@@ -335,13 +349,7 @@ async def test_campaign_calls_are_answered_by_the_voice_agent(
     write_wav(answer, np.concatenate([pause, words]), tts.sample_rate)
     phone = await phones(PhoneScript(play=[str(answer)], hangup_after_s=16.0))
     campaign_id = setup_campaign(dialer_env, phone, "phone,first_name\n+12125550101,Dana\n")
-    with transaction(dialer_env.sessions) as s:
-        campaign = s.get(Campaign, campaign_id)
-        assert campaign is not None
-        config = AgentConfig(tenant_id=campaign.tenant_id, name="reminder", definition=VOICE_AGENT)
-        s.add(config)
-        s.flush()
-        campaign.agent_config_id = config.id
+    use_voice_agent(dialer_env, campaign_id)
     worker = worker_factory()
     await worker.ready()
     await run_ticks(dialer_env, campaign_id, timeout_s=60)
@@ -363,12 +371,7 @@ async def test_a_voicemail_gets_the_campaigns_message_and_is_retried(
     tmp_path: Path,
 ) -> None:
     from callfleet.agents.providers.piper import PiperTTS
-    from callfleet.dialer.models import (
-        AgentConfig,
-        CallResult,
-        WebhookDelivery,
-        WebhookSubscription,
-    )
+    from callfleet.dialer.models import CallResult, WebhookDelivery, WebhookSubscription
     from callfleet.media.tones import beep
 
     tts = PiperTTS()
@@ -387,18 +390,9 @@ async def test_a_voicemail_gets_the_campaigns_message_and_is_retried(
         voicemail_message="Hi Dana, this is Acme Dental. Please call us back.",
         retry_policy={"max_attempts": 2, "voicemail_s": 1, "jitter_s": 0},
     )
+    tenant_id = use_voice_agent(dialer_env, campaign_id)
     with transaction(dialer_env.sessions) as s:
-        campaign = s.get(Campaign, campaign_id)
-        assert campaign is not None
-        config = AgentConfig(tenant_id=campaign.tenant_id, name="reminder", definition=VOICE_AGENT)
-        s.add(config)
-        s.flush()
-        campaign.agent_config_id = config.id
-        s.add(
-            WebhookSubscription(
-                tenant_id=campaign.tenant_id, url="http://127.0.0.1:9/h", secret="k"
-            )
-        )
+        s.add(WebhookSubscription(tenant_id=tenant_id, url="http://127.0.0.1:9/h", secret="k"))
     dialer_env.env["CALLFLEET_RECORDINGS_DIR"] = str(tmp_path / "recordings")
     worker = worker_factory()
     await worker.ready()
