@@ -33,7 +33,7 @@ import asyncio
 import enum
 import logging
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Literal
 
 import numpy as np
@@ -242,24 +242,8 @@ class AnsweringMachineDetector:
         talking_human_ms: float = 8000.0,
         call_id: str | None = None,
     ) -> None:
-        self._opts = _AMDOptions(
-            greeting_ms,
-            after_greeting_silence_ms,
-            total_analysis_ms,
-            no_speech_ms,
-            min_transcript_confidence,
-            revise_confidence,
-            transcript_every_ms,
-            max_transcript_ms,
-            no_beep_silence_ms,
-            max_listen_ms,
-            long_human_ms,
-            music_ms,
-            transcripts,
-            pushed_wait_ms,
-            human_words_silence_ms,
-            talking_human_ms,
-        )
+        given = locals()  # every keyword option above is a field of _AMDOptions
+        self._opts = _AMDOptions(**{f.name: given[f.name] for f in fields(_AMDOptions)})
         if transcripts not in ("stt", "pushed"):
             raise ValueError(f"transcripts must be 'stt' or 'pushed', got {transcripts!r}")
         for name in ("greeting_ms", "after_greeting_silence_ms", "total_analysis_ms"):
